@@ -1,0 +1,31 @@
+"""What every stage script shares: argument handling and clean failure on bad input."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable
+
+from dcseg.config import ConfigError
+from dcseg.data.errors import DataError
+
+
+def default_workers() -> int:
+    """Worker processes for embarrassingly parallel stages (not a param: it does not change any output)."""
+    return int(os.environ.get("DCSEG_WORKERS", max(1, min(4, os.cpu_count() or 1))))
+
+
+def run_stage(name: str, main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
+    """Run ``main(overrides)``; bad data or config stops the stage with one clear line and exit status 1."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: python stages/{name}.py [key=value ...]   (keys as in params.yaml)")
+        return
+    start = time.perf_counter()
+    try:
+        main(argv)
+    except (DataError, ConfigError) as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{name}: done in {time.perf_counter() - start:.1f} s")

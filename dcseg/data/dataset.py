@@ -1,0 +1,85 @@
+"""Build the preprocessed store of a dataset: every case of the split, read, checked and preprocessed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import pandas as pd
+from tqdm import tqdm
+
+from dcseg.data.brats import find_case_file, list_cases, read_case
+from dcseg.data.errors import DataError
+from dcseg.data.preprocess import LABEL_NAMES, preprocess_case, save_case
+from dcseg.data.splits import SPLIT_NAMES, check_split_on_disk, read_split, write_split
+
+# The BraTS 2020 archive unpacks into this folder; accept it one level below the data root.
+BRATS_SUBFOLDERS = ("MICCAI_BraTS2020_TrainingData",)
+
+
+def resolve_raw_dir(raw_dir: str | Path) -> Path:
+    raw_dir = Path(raw_dir)
+    for sub in BRATS_SUBFOLDERS:
+        if (raw_dir / sub).is_dir():
+            return raw_dir / sub
+    return raw_dir
+
+
+def _one(args) -> dict:
+    raw_dir, out_dir, cid, min_size = args
+    case_dir = raw_dir / cid
+    image, seg, affine = read_case(case_dir)
+    img, lab, info = preprocess_case(image, seg, min_size, where=f"case {cid}: ")
+    save_case(out_dir, cid, img, lab)
+    spacing = nib.load(str(find_case_file(case_dir, "flair"))).header.get_zooms()[:3]
+    row = {"case": cid, "x": lab.shape[0], "y": lab.shape[1], "z": lab.shape[2]}
+    for a, ax in enumerate("xyz"):
+        row[f"orig_{ax}"] = seg.shape[a]
+        row[f"bbox_{ax}0"], row[f"bbox_{ax}1"] = info.lo[a], info.hi[a]
+        row[f"pad_{ax}0"], row[f"pad_{ax}1"] = info.pad_before[a], info.pad_after[a]
+        row[f"spacing_{ax}"] = float(spacing[a])
+    counts = [int((lab == k).sum()) for k in range(len(LABEL_NAMES))]
+    row.update({f"n_{name}": c for name, c in zip(LABEL_NAMES, counts)})
+    return row
+
+
+def build_preprocessed(raw_dir: str | Path, split_dir: str | Path, out_dir: str | Path, min_size,
+                       workers: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Preprocess every case named by the split into ``out_dir`` (built in a temp folder, renamed at the end,
+    so an error or a kill leaves the previous output or none, never a partial one). Writes ``manifest.csv`` and
+    a normalised copy of the split (``split/{train,val,test}.txt``). Returns the manifest."""
+    raw_dir, out_dir = resolve_raw_dir(raw_dir), Path(out_dir)
+    if not raw_dir.is_dir():
+        raise DataError(f"data folder {raw_dir} does not exist; for BraTS 2020 put the case folders there "
+                        "(see README), for the phantom run the phantom stage")
+    split = read_split(split_dir)
+    check_split_on_disk(split, list_cases(raw_dir), split_dir, raw_dir)
+    cases = sorted(c for name in SPLIT_NAMES for c in split[name])
+
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    jobs = [(raw_dir, tmp, c, tuple(int(v) for v in min_size)) for c in cases]
+    bar = dict(total=len(jobs), desc="preprocess", unit="case", disable=not progress)
+    try:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                rows = list(tqdm(pool.map(_one, jobs), **bar))
+        else:
+            rows = [_one(j) for j in tqdm(jobs, **bar)]
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    manifest = pd.DataFrame(rows)
+    split_of = {c: name for name in SPLIT_NAMES for c in split[name]}
+    manifest.insert(1, "split", manifest["case"].map(split_of))
+    manifest.to_csv(tmp / "manifest.csv", index=False)
+    write_split(tmp / "split", split)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return manifest

@@ -1,0 +1,58 @@
+"""Figures shared by stages: one case's modalities and labels (the phantom preview, the paper's Fig. 2 panel)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: stages run without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from dcseg.subsets import MODALITY_LABELS  # noqa: E402
+from dcseg.data.brats import MODALITIES  # noqa: E402
+
+# BraTS label colours: NCR/NET red, edema green, enhancing yellow (index = label value after 4 -> 3).
+LABEL_COLOURS = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.7), (0.1, 0.8, 0.2, 0.5), (1.0, 0.9, 0.0, 0.8)])
+LABEL_NAMES = ("background", "NCR/NET", "edema", "enhancing")
+
+
+def save_figure_atomic(fig, path: str | Path, dpi: int = 110) -> None:
+    """Save a figure through a temp file + rename, so a killed run never leaves a truncated PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_case(image: np.ndarray, label: np.ndarray, path: str | Path, title: str, slice_index: int | None = None):
+    """Axial slice of the four modalities plus the labels overlaid on FLAIR. ``label`` uses {0, 1, 2, 3}
+    (BraTS 4 already mapped to 3). The slice defaults to the one with the most tumour."""
+    if slice_index is None:
+        per_slice = (label > 0).sum(axis=(0, 1))
+        slice_index = int(per_slice.argmax()) if per_slice.any() else label.shape[2] // 2
+    fig, axes = plt.subplots(1, len(MODALITIES) + 1, figsize=(3 * (len(MODALITIES) + 1), 3.4))
+    for ax, k in zip(axes, range(len(MODALITIES))):
+        sl = np.rot90(image[k, :, :, slice_index])
+        ax.imshow(sl, cmap="gray", vmin=np.percentile(sl, 1), vmax=np.percentile(sl, 99.5))
+        ax.set_title(MODALITY_LABELS[MODALITIES[k]])
+    flair = np.rot90(image[0, :, :, slice_index])
+    axes[-1].imshow(flair, cmap="gray", vmin=np.percentile(flair, 1), vmax=np.percentile(flair, 99.5))
+    axes[-1].imshow(np.rot90(label[:, :, slice_index]), cmap=LABEL_COLOURS, vmin=0, vmax=3, interpolation="nearest")
+    axes[-1].set_title("labels: NCR red, ED green, ET yellow", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"{title} (axial slice {slice_index})")
+    save_figure_atomic(fig, path)
+
+
+def placeholder_figure(path: str | Path, text: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+    save_figure_atomic(fig, path)

@@ -1,0 +1,68 @@
+"""The 15 non-empty subsets of the four MRI modalities: the one definition used by training, evaluation and reports.
+
+Row order is the paper's Table 1 (and RFNet's train.py mask order): single modalities, then pairs, triples, all four.
+Masks are in ``dcseg.data.brats.MODALITIES`` channel order (FLAIR, T1ce, T1, T2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcseg.data.brats import MODALITIES
+
+# Display names used in tables, in MODALITIES order.
+MODALITY_LABELS = {"flair": "FLAIR", "t1ce": "T1ce", "t1": "T1", "t2": "T2"}
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A non-empty set of available modalities."""
+
+    modalities: tuple[str, ...]  # in MODALITIES order
+
+    @property
+    def mask(self) -> tuple[bool, ...]:
+        return tuple(m in self.modalities for m in MODALITIES)
+
+    @property
+    def name(self) -> str:
+        """Stable machine name, e.g. ``flair+t1ce``."""
+        return "+".join(self.modalities)
+
+    @property
+    def label(self) -> str:
+        """Human name for tables, e.g. ``FLAIR+T1ce``."""
+        return "+".join(MODALITY_LABELS[m] for m in self.modalities)
+
+
+def _subset(*mods: str) -> Subset:
+    return Subset(tuple(m for m in MODALITIES if m in mods))
+
+
+# Paper Table 1 row order.
+SUBSETS: tuple[Subset, ...] = (
+    _subset("t2"),
+    _subset("t1ce"),
+    _subset("t1"),
+    _subset("flair"),
+    _subset("t1ce", "t2"),
+    _subset("t1", "t1ce"),
+    _subset("flair", "t1"),
+    _subset("t1", "t2"),
+    _subset("flair", "t2"),
+    _subset("flair", "t1ce"),
+    _subset("flair", "t1", "t1ce"),
+    _subset("flair", "t1", "t2"),
+    _subset("flair", "t1ce", "t2"),
+    _subset("t1", "t1ce", "t2"),
+    _subset("flair", "t1", "t1ce", "t2"),
+)
+
+SUBSET_MASKS: tuple[tuple[bool, ...], ...] = tuple(s.mask for s in SUBSETS)
+
+
+def subset_by_name(name: str) -> Subset:
+    for s in SUBSETS:
+        if s.name == name:
+            return s
+    raise KeyError(f"unknown modality subset {name!r}; expected one of {[s.name for s in SUBSETS]}")
