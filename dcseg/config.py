@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
@@ -46,7 +46,7 @@ def load_params(overrides: list[str] | None = None, path: str | Path | None = No
         key = item.split("=", 1)[0]
         try:
             cfg.merge_with_dotlist([item])
-        except ConfigKeyError as e:
+        except (ConfigKeyError, ConfigAttributeError) as e:
             raise ConfigError(f"unknown key {key!r} in override {item!r} (not in {path})") from e
         except OmegaConfBaseException as e:
             raise ConfigError(f"bad override {item!r}: {e}") from e

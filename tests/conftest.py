@@ -1,0 +1,50 @@
+"""Shared fixtures: small BraTS-layout cases written as real NIfTI files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from dcseg.data.brats import MODALITIES
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_arrays(shape=(12, 14, 10), seed=0):
+    """A small 'brain' (a box of positive intensities inside a zero background) and a seg with all labels."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((4,) + shape, np.float32)
+    brain = (slice(2, shape[0] - 3), slice(3, shape[1] - 2), slice(1, shape[2] - 1))
+    for k in range(4):
+        image[(k,) + brain] = rng.uniform(50, 500, size=image[(k,) + brain].shape).round()
+    seg = np.zeros(shape, np.uint8)
+    seg[4:8, 5:9, 3:7] = 2
+    seg[5:7, 6:8, 4:6] = 1
+    seg[5, 6, 4] = 4
+    seg[6, 7, 5] = 4
+    return image, seg
+
+
+def write_case(root: Path, case: str, image, seg, affine=None, suffix=".nii.gz", dtype=np.int16,
+               seg_dtype=np.uint8, seg_name=None) -> Path:
+    affine = np.diag([1.0, 1.0, 1.0, 1.0]) if affine is None else affine
+    d = root / case
+    d.mkdir(parents=True, exist_ok=True)
+    for k, mod in enumerate(MODALITIES):
+        nib.save(nib.Nifti1Image(image[k].astype(dtype), affine), str(d / f"{case}_{mod}{suffix}"))
+    nib.save(nib.Nifti1Image(seg.astype(seg_dtype), affine), str(d / (seg_name or f"{case}_seg{suffix}")))
+    return d
+
+
+@pytest.fixture
+def case_arrays():
+    return make_arrays()
+
+
+@pytest.fixture
+def brats_case(tmp_path, case_arrays):
+    image, seg = case_arrays
+    return write_case(tmp_path, "BraTS20_Training_007", image, seg), image, seg

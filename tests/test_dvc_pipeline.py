@@ -1,0 +1,103 @@
+"""`dvc repro` of the real dvc.yaml on a shrunken copy of the real params, in a temporary copy of the repo."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcseg.config import ConfigError, load_params
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _dvc(cwd, *args, check=True):
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    p = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def _ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def _set_params(repo: Path, **changes):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = params
+        *path, last = dotted.split(".")
+        for k in path:
+            node = node[k]
+        assert last in node, dotted
+        node[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    """The project's tracked and untracked (not ignored) files, as a fresh git + DVC repository."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    dst = tmp_path / "repo"
+    for f in filter(None, files):
+        src = REPO / f
+        if src.is_file() and not f.startswith(("data/", "reports/", "splits/phantom/")) and f != "dvc.lock":
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        subprocess.run(cmd, cwd=dst, check=True)
+    _set_params(dst, **{"phantom.n_cases": 6, "phantom.voxel_size": 4.0, "preprocess.min_size": [24, 24, 24]})
+    return dst
+
+
+def test_repro_phantom_and_preprocess_then_noop_then_only_dependents(repo_copy):
+    first = _dvc(repo_copy, "repro", "preprocess")
+    assert _ran(first.stdout) == ["phantom", "preprocess"]
+    manifest = (repo_copy / "data/preprocessed/manifest.csv").read_text().splitlines()
+    assert len(manifest) == 1 + 6
+    assert sorted(p.name for p in (repo_copy / "splits/phantom").iterdir()) == ["test.txt", "train.txt", "val.txt"]
+    assert (repo_copy / "reports/phantom.png").stat().st_size > 1000
+
+    again = _dvc(repo_copy, "repro", "preprocess")
+    assert _ran(again.stdout) == []
+    assert "Data and pipelines are up to date" in _dvc(repo_copy, "status").stdout
+
+    _set_params(repo_copy, **{"phantom.noise": 0.05})  # a phantom key: phantom + preprocess, nothing else
+    assert _ran(_dvc(repo_copy, "repro", "preprocess").stdout) == ["phantom", "preprocess"]
+
+    _set_params(repo_copy, **{"preprocess.min_size": [32, 32, 32]})  # a preprocess key: preprocess only
+    assert _ran(_dvc(repo_copy, "repro", "preprocess").stdout) == ["preprocess"]
+    shape = (repo_copy / "data/preprocessed/manifest.csv").read_text().splitlines()[1].split(",")[2:5]
+    assert all(int(v) >= 32 for v in shape)
+
+
+def test_brats2020_source_without_data_fails_clearly_and_phantom_does_no_work(repo_copy):
+    _set_params(repo_copy, **{"data.source": "brats2020"})
+    assert _ran(_dvc(repo_copy, "repro", "phantom").stdout) == ["phantom"]
+    assert (repo_copy / "data/raw/phantom/NOT_GENERATED.txt").is_file()
+    assert not list((repo_copy / "data/raw/phantom").glob("BraTS20_*"))
+    # DVC refuses a missing data folder before running anything, naming it ...
+    p = _dvc(repo_copy, "repro", "preprocess", check=False)
+    assert p.returncode != 0 and "data/raw/brats2020" in (p.stdout + p.stderr)
+    # ... and so does the stage when run by hand, saying what to do.
+    p = subprocess.run([sys.executable, "stages/preprocess.py"], cwd=repo_copy, capture_output=True, text=True)
+    assert p.returncode == 1 and "data folder data/raw/brats2020 does not exist" in p.stderr
+    assert not (repo_copy / "data/preprocessed").exists()
+
+
+def test_stage_overrides_and_unknown_keys(repo_copy):
+    cfg = load_params(["phantom.n_cases=3"], path=repo_copy / "params.yaml")
+    assert cfg.phantom.n_cases == 3
+    with pytest.raises(ConfigError, match="phantom.n_case"):
+        load_params(["phantom.n_case=3"], path=repo_copy / "params.yaml")
+    p = subprocess.run([sys.executable, "stages/preprocess.py", "preprocess.min_sise=[1,1,1]"], cwd=repo_copy,
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "unknown key 'preprocess.min_sise'" in p.stderr
