@@ -1,0 +1,98 @@
+"""Trained-model files (``models/<name>/model.pt``) and resumable training checkpoints.
+
+Both are plain dicts of tensors and builtin types, always read with ``torch.load(weights_only=True)``: loading
+never runs pickled code. A model file records how to rebuild the network (model name, profile, config
+overrides) and a fingerprint of what it was trained on (hash of the preprocessed data's manifest and split,
+hash of the params); a file whose fingerprint does not match what the caller expects is refused with a message
+that names the file and the differing fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dcseg.models import build_model
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A model or checkpoint file that cannot be used (missing, corrupt, or from another model/config/data)."""
+
+
+def data_fingerprint(preprocessed_dir: str | Path) -> str:
+    """Hash of the preprocessed dataset's manifest and split: changes whenever the data does."""
+    d = Path(preprocessed_dir)
+    h = hashlib.sha256()
+    for rel in ("manifest.csv", "split/train.txt", "split/val.txt", "split/test.txt"):
+        p = d / rel
+        if not p.is_file():
+            raise CheckpointError(f"{p} is missing; run the preprocess stage first")
+        h.update(rel.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def save_atomic(obj: dict, path: str | Path) -> None:
+    """torch.save through a temp file + rename: a kill never leaves a truncated file under ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; train the model first (dvc repro)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, ...
+        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(obj, dict) or obj.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} is not a dcseg-bench file of format version {FORMAT_VERSION}")
+    return obj
+
+
+def check_fingerprint(obj: dict, expected: dict, path: str | Path) -> None:
+    """Refuse a file whose recorded identity differs from ``expected`` on any given key."""
+    diffs = [f"{k}: file has {obj.get(k)!r}, expected {v!r}" for k, v in expected.items() if obj.get(k) != v]
+    if diffs:
+        raise CheckpointError(f"{path} does not match this run ({'; '.join(diffs)}); it belongs to another "
+                              "model, config or dataset. Delete it or retrain (dvc repro).")
+
+
+def model_record(model_name: str, profile: str, overrides: dict, model: nn.Module, **identity) -> dict:
+    """What a model file holds: enough to rebuild the network, its weights and the training identity."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": model_name,
+        "profile": profile,
+        "overrides": dict(overrides),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **identity,
+    }
+
+
+def load_model(path: str | Path, expected: dict | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild and load a trained model (eval mode). ``expected``: identity fields that must match, e.g.
+    ``{"model": "rfnet", "data_hash": ...}``. Returns (model, the file's metadata without the weights)."""
+    obj = load_file(path)
+    if expected:
+        check_fingerprint(obj, expected, path)
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in obj["overrides"].items()}
+    model = build_model(obj["model"], profile=obj["profile"], **overrides)
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit model {obj['model']!r} with profile "
+                              f"{obj['profile']!r} and overrides {obj['overrides']}: {e}") from e
+    model.eval()
+    meta = {k: v for k, v in obj.items() if k != "state_dict"}
+    return model, meta

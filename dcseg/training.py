@@ -1,0 +1,247 @@
+"""One trainer for every model: the RFNet protocol (reference spec sections 2, 5, 6).
+
+- Adam with amsgrad, L2 weight decay 1e-4 coupled as in the references (not AdamW), none on DC-Seg's
+  temperatures; base lr 2e-4 with a poly 0.9 schedule that steps once per epoch; RFNet's fuse-loss warm-up
+  (the fused-prediction loss has weight 0 for the first ``fuse_warmup_epochs`` epochs).
+- Batches from :class:`dcseg.data.sampler.TrainingSampler`: a pure function of (seed, step).
+- A checkpoint every ``checkpoint_every`` steps to a persistent path outside DVC's outputs (DVC deletes outputs
+  before it reruns a stage). It holds the weights, the optimiser, the torch RNG (mmFormer's dropout) and the
+  logged history, so a run killed at any point resumes from its last checkpoint and ends with the same weights
+  as an uninterrupted run. A checkpoint from another model, config or dataset is ignored, with a message.
+- dvclive logs per-step and per-epoch metrics, so ``dvc plots show`` draws the curves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dcseg.checkpoint import (CheckpointError, data_fingerprint, load_file, model_record, save_atomic)
+from dcseg.config import ConfigError, params_hash, require, to_dict
+from dcseg.data.sampler import AugmentConfig, TrainingSampler
+from dcseg.data.splits import read_split
+from dcseg.losses import LossTerms, total_loss
+from dcseg.models import MODEL_NAMES, build_model
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model: str
+    width: str = "cpu"                      # model width profile (dcseg.models.PROFILES)
+    overrides: dict = field(default_factory=dict)  # model config overrides (e.g. an ablation variant)
+    terms: dict | None = None               # LossTerms fields; None = every term the model has
+    steps: int = 600
+    steps_per_epoch: int = 30
+    batch_size: int = 2
+    crop: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    fuse_warmup_epochs: int = 0
+    seed: int = 1024
+    precision: str = "bf16"
+    channels_last: bool = True
+    checkpoint_every: int = 50
+    log_every: int = 10
+    augment: AugmentConfig = AugmentConfig()
+    alpha: float = 0.4
+    ssim_c1: float = 1e-4
+    ssim_c2: float = 9e-4
+
+    @property
+    def epochs(self) -> int:
+        return max(1, -(-self.steps // self.steps_per_epoch))
+
+    def identity(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["augment"] = dataclasses.asdict(self.augment)
+        return d
+
+
+def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: dict | None = None) -> TrainSettings:
+    """TrainSettings for ``model`` under the selected profile (params.yaml ``profile``)."""
+    if model not in MODEL_NAMES:
+        raise ConfigError(f"unknown model {model!r}; expected one of {MODEL_NAMES}")
+    profile = require(cfg, "profile", ("cpu", "paper"))
+    train = to_dict(require(cfg, f"profiles.{profile}.train"))
+    per_model = to_dict(require(cfg, f"profiles.{profile}.models.{model}"))
+    augment = AugmentConfig(**train.pop("augment"))
+    kw = {**train, "augment": augment}
+    for key in ("crop", "fuse_warmup_epochs", "steps", "width"):
+        if key in per_model:
+            kw[key] = per_model[key]
+    if model == "dcseg":
+        loss = to_dict(require(cfg, "loss"))
+        kw.update(alpha=loss["alpha"], ssim_c1=loss["ssim_c1"], ssim_c2=loss["ssim_c2"])
+    known = {f.name for f in dataclasses.fields(TrainSettings)}
+    unknown = sorted(set(kw) - known)
+    if unknown:
+        raise ConfigError(f"unknown training keys {unknown} under profiles.{profile}; expected some of {sorted(known)}")
+    if kw["precision"] not in ("fp32", "bf16"):
+        raise ConfigError(f"profiles.{profile}.train.precision is {kw['precision']!r}; expected fp32 or bf16")
+    return TrainSettings(model=model, overrides=dict(overrides or {}), terms=terms, **kw)
+
+
+def poly_lr(base_lr: float, epoch: int, epochs: int, power: float) -> float:
+    """The references' per-epoch poly schedule, rounded to 8 decimals as they do."""
+    return round(base_lr * (1 - epoch / epochs) ** power, 8)
+
+
+def _autocast(precision: str):
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _param_groups(model, weight_decay):
+    no_decay = set(getattr(model, "no_weight_decay_parameters", lambda: [])())
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and n not in no_decay]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and n in no_decay]
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    return groups
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | Path, checkpoint_path: str | Path,
+          progress: bool = True, stop_at_step: int | None = None, log_dir: str | Path | None = None) -> dict:
+    """Train, resuming from ``checkpoint_path`` when it holds a matching checkpoint. Writes ``out_dir/model.pt``
+    and ``out_dir/train_summary.json``; dvclive logs go to ``log_dir`` (default ``out_dir/live``).
+
+    ``stop_at_step`` ends the run early without writing the model (it simulates a crash, for tests).
+    """
+    from dvclive import Live
+
+    out_dir, checkpoint_path = Path(out_dir), Path(checkpoint_path)
+    log_dir = Path(log_dir) if log_dir is not None else out_dir / "live"
+    data_hash = data_fingerprint(preprocessed_dir)
+    identity = {"settings": settings.identity(), "data_hash": data_hash}
+    fingerprint = params_hash(identity)
+
+    train_ids = read_split(Path(preprocessed_dir) / "split")["train"]
+    sampler = TrainingSampler(preprocessed_dir, train_ids, settings.crop, settings.augment, settings.seed)
+
+    torch.manual_seed(settings.seed)
+    overrides = dict(settings.overrides)
+    if settings.model == "mmformer":
+        overrides.setdefault("crop_size", settings.crop)
+    model = build_model(settings.model, profile=settings.width, **overrides)
+    memory_format = torch.channels_last_3d if settings.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimiser = torch.optim.Adam(_param_groups(model, settings.weight_decay), lr=settings.lr, betas=(0.9, 0.999),
+                                 eps=1e-8, amsgrad=True)
+    terms = LossTerms(**settings.terms) if settings.terms is not None else None
+
+    start_step, history = 0, []
+    if checkpoint_path.is_file():
+        try:
+            ckpt = load_file(checkpoint_path)
+        except CheckpointError as e:
+            print(f"train: ignoring unreadable checkpoint ({e})")
+            ckpt = None
+        if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
+            model.load_state_dict(ckpt["state_dict"])
+            optimiser.load_state_dict(ckpt["optimiser"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            start_step, history = int(ckpt["step"]), list(ckpt["history"])
+            print(f"train: resuming {settings.model} from step {start_step} ({checkpoint_path})")
+        elif ckpt is not None:
+            print(f"train: ignoring {checkpoint_path}: it was written for another model, config or dataset")
+
+    live = Live(str(log_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+    for row in history:  # replay the logged history of the interrupted run, so the curves are complete
+        _log(live, row)
+
+    model.train()
+    seconds, timed_steps, epoch_losses = 0.0, 0, []
+    bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps, desc=f"train {settings.model}",
+               unit="step", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        if stop_at_step is not None and step >= stop_at_step:
+            live.end()
+            return {"stopped_at": step}
+        epoch = step // settings.steps_per_epoch
+        lr = poly_lr(settings.lr, epoch, settings.epochs, settings.poly_power)
+        for g in optimiser.param_groups:
+            g["lr"] = lr
+        x, y, mask = sampler.batch(step, settings.batch_size)
+        x = torch.from_numpy(x).contiguous(memory_format=memory_format)
+        y, mask = torch.from_numpy(y), torch.from_numpy(mask)
+
+        t0 = time.perf_counter()
+        with _autocast(settings.precision):
+            output = model(x, mask)
+        loss, parts = total_loss(output, y, x, alpha=settings.alpha,
+                                 fuse_weight=0.0 if epoch < settings.fuse_warmup_epochs else 1.0, terms=terms,
+                                 ssim_c1=settings.ssim_c1, ssim_c2=settings.ssim_c2)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"train {settings.model}: loss is {loss.item()} at step {step}; parts "
+                                     f"{ {k: float(v) for k, v in parts.items()} }")
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if step > start_step:  # the first step includes one-off allocation
+            seconds += time.perf_counter() - t0
+            timed_steps += 1
+
+        last_loss = loss.item()
+        epoch_losses.append(last_loss)
+        row = None
+        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
+            row = {"step": step + 1, "train/lr": lr, **{f"train/loss/{k}": round(float(v), 6) for k, v in parts.items()}}
+        if (step + 1) % settings.steps_per_epoch == 0 or step + 1 == settings.steps:
+            row = row or {"step": step + 1}
+            row["epoch/index"] = epoch + 1
+            row["epoch/loss"] = round(float(np.mean(epoch_losses)), 6)
+            epoch_losses = []
+        if row is not None:
+            history.append(row)
+            _log(live, row)
+            bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
+        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+            save_atomic({"format_version": 1, "fingerprint": fingerprint, "step": step + 1,
+                         "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
+                         "torch_rng": torch.get_rng_state(), "history": history}, checkpoint_path)
+    live.end()
+
+    model = model.to(memory_format=torch.contiguous_format)
+    record = model_record(settings.model, settings.width, overrides, model, data_hash=data_hash,
+                          params_hash=fingerprint, steps=settings.steps)
+    save_atomic(record, out_dir / "model.pt")
+    summary = {
+        "model": settings.model,
+        "steps": settings.steps,
+        "resumed_from_step": start_step,
+        "seconds_per_step": round(seconds / max(timed_steps, 1), 4),
+        "train_seconds_this_run": round(seconds, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "final_epoch_loss": history[-1].get("epoch/loss") if history else None,
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "settings": settings.identity(),
+    }
+    tmp = out_dir / ".train_summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, out_dir / "train_summary.json")
+    checkpoint_path.unlink(missing_ok=True)  # finished: the model file supersedes it
+    return summary
+
+
+def _log(live, row: dict) -> None:
+    live.step = row["step"]
+    for k, v in row.items():
+        if k != "step":
+            live.log_metric(k, v, plot=True)

@@ -1,0 +1,147 @@
+"""Trainer and sampler: determinism, bitwise resume, schedule, refusing foreign checkpoints."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dcseg.checkpoint import CheckpointError, load_model
+from dcseg.data.dataset import build_preprocessed
+from dcseg.data.sampler import AugmentConfig, TrainingSampler
+from dcseg.data.splits import write_split
+from dcseg.subsets import SUBSET_MASKS
+from dcseg.training import TrainSettings, poly_lr, train
+
+from .conftest import make_arrays, write_case
+
+TINY = {
+    "rfnet": {"base_channels": 4},
+    "dcseg": {"base_channels": 4, "modality_encoder_widths": (4, 4, 4, 4, 4)},
+    "mmformer": {"base_channels": 4, "transformer_dim": 16, "mlp_dim": 32, "heads": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    ids = [f"BraTS20_Training_{i:03d}" for i in range(1, 6)]
+    for i, c in enumerate(ids):
+        write_case(root / "raw", c, *make_arrays((20, 22, 18), seed=i))
+    write_split(root / "split", {"train": ids[:3], "val": ids[3:4], "test": ids[4:]})
+    build_preprocessed(root / "raw", root / "split", root / "pre", min_size=(32, 32, 32), progress=False)
+    return root / "pre"
+
+
+def tiny_settings(model, **kw):
+    # mmFormer has 5 levels: a 32^3 crop leaves a 2^3 token grid (instance norm needs > 1 voxel)
+    crop = 32 if model == "mmformer" else 16
+    base = dict(model=model, width="cpu", overrides=TINY[model], steps=6, steps_per_epoch=2, batch_size=2, crop=crop,
+                checkpoint_every=2, log_every=1, precision="fp32", channels_last=False, fuse_warmup_epochs=1,
+                augment=AugmentConfig(rotate=True))
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+def test_poly_schedule_known_values():
+    assert poly_lr(2e-4, 0, 300, 0.9) == 2e-4
+    assert poly_lr(2e-4, 150, 300, 0.9) == round(2e-4 * 0.5 ** 0.9, 8)
+    assert poly_lr(2e-4, 299, 300, 0.9) == round(2e-4 * (1 / 300) ** 0.9, 8)
+
+
+def test_sampler_is_a_function_of_seed_and_step(tiny_data):
+    ids = (tiny_data / "split" / "train.txt").read_text().split()
+    s1 = TrainingSampler(tiny_data, ids, 16, AugmentConfig(rotate=True), seed=3)
+    s2 = TrainingSampler(tiny_data, ids, 16, AugmentConfig(rotate=True), seed=3)
+    a, b = s1.batch(7, 2), s2.batch(7, 2)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    assert not np.array_equal(s1.batch(8, 2)[0], a[0])
+    x, y, m = a
+    assert x.shape == (2, 4, 16, 16, 16) and x.dtype == np.float32 and y.dtype == np.int64 and m.dtype == bool
+    assert all(tuple(row) in SUBSET_MASKS for row in m)
+    # ranks split the global batch: rank 0 takes samples 0, 2, ..., rank 1 takes 1, 3, ...
+    full = s1.batch(5, 4)
+    r0, r1 = s1.batch(5, 4, rank=0, world_size=2), s1.batch(5, 4, rank=1, world_size=2)
+    np.testing.assert_array_equal(full[0][0::2], r0[0])
+    np.testing.assert_array_equal(full[0][1::2], r1[0])
+
+
+def test_each_pass_visits_every_case_once(tiny_data):
+    ids = (tiny_data / "split" / "train.txt").read_text().split()
+    s = TrainingSampler(tiny_data, ids, 16, AugmentConfig(), seed=0)
+    for p in range(3):
+        assert sorted(s.case_for(p * 3 + i) for i in range(3)) == [0, 1, 2]
+
+
+def test_augmentation_keeps_image_and_label_aligned(tmp_path):
+    ids = ["BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_003"]
+    for i, c in enumerate(ids):
+        image, seg = make_arrays((20, 22, 18), seed=i)
+        image[0] = np.where(seg > 0, 1000.0, image[0] * 0.1)  # FLAIR marks the tumour exactly
+        write_case(tmp_path / "raw", c, image, seg, dtype=np.float32)
+    write_split(tmp_path / "split", {"train": ids, "val": [], "test": []})
+    build_preprocessed(tmp_path / "raw", tmp_path / "split", tmp_path / "pre", (16, 16, 16), progress=False)
+    s = TrainingSampler(tmp_path / "pre", ids, 16, AugmentConfig(rotate=True, intensity_scale=0, intensity_shift=0),
+                        seed=1)
+    for step in range(12):
+        x, y, _ = s.batch(step, 2)
+        tumour = y > 0
+        assert tumour.any() or step  # at least some crops hit the tumour
+        bright = x[:, 0] > x[:, 0][~tumour].max() if (~tumour).any() else tumour
+        np.testing.assert_array_equal(bright, tumour)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("model", ["rfnet", "mmformer", "dcseg"])
+def test_resume_after_interruption_gives_bitwise_identical_weights(tiny_data, tmp_path, model):
+    settings = tiny_settings(model)
+    ref = train(settings, tiny_data, tmp_path / "ref", tmp_path / "ref_ckpt.pt", progress=False)
+    assert ref["resumed_from_step"] == 0 and not (tmp_path / "ref_ckpt.pt").exists()
+
+    # "killed" after step 5: the last checkpoint is from step 4
+    stopped = train(settings, tiny_data, tmp_path / "run", tmp_path / "ckpt.pt", progress=False, stop_at_step=5)
+    assert stopped == {"stopped_at": 5} and (tmp_path / "ckpt.pt").is_file()
+    assert not (tmp_path / "run" / "model.pt").exists()
+    resumed = train(settings, tiny_data, tmp_path / "run", tmp_path / "ckpt.pt", progress=False)
+    assert resumed["resumed_from_step"] == 4
+
+    a, b = _weights(tmp_path / "ref" / "model.pt"), _weights(tmp_path / "run" / "model.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the logged curves are complete after the resume
+    total = (tmp_path / "run" / "live" / "plots" / "metrics" / "train" / "loss" / "total.tsv").read_text().split("\n")
+    assert [line.split("\t")[0] for line in total[1:] if line] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_checkpoint_from_another_config_is_not_resumed(tiny_data, tmp_path, capsys):
+    train(tiny_settings("rfnet"), tiny_data, tmp_path / "a", tmp_path / "ckpt.pt", progress=False, stop_at_step=3)
+    other = tiny_settings("rfnet", lr=1e-3)
+    summary = train(other, tiny_data, tmp_path / "a", tmp_path / "ckpt.pt", progress=False)
+    assert summary["resumed_from_step"] == 0
+    assert "written for another model, config or dataset" in capsys.readouterr().out
+
+
+def test_model_file_round_trip_and_refusal(tiny_data, tmp_path):
+    train(tiny_settings("rfnet", steps=2), tiny_data, tmp_path / "m", tmp_path / "c.pt", progress=False)
+    model, meta = load_model(tmp_path / "m" / "model.pt", expected={"model": "rfnet"})
+    assert meta["model"] == "rfnet" and meta["steps"] == 2 and not model.training
+    x = torch.randn(1, 4, 16, 16, 16)
+    assert model(x, torch.ones(1, 4, dtype=torch.bool)).shape == (1, 4, 16, 16, 16)
+    with pytest.raises(CheckpointError, match=r"model\.pt does not match this run \(model: file has 'rfnet', "
+                                              r"expected 'dcseg'"):
+        load_model(tmp_path / "m" / "model.pt", expected={"model": "dcseg"})
+    (tmp_path / "m" / "bad.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(tmp_path / "m" / "bad.pt")
+
+
+def test_settings_are_recorded(tiny_data, tmp_path):
+    s = tiny_settings("rfnet", steps=2)
+    summary = train(s, tiny_data, tmp_path / "m", tmp_path / "c.pt", progress=False)
+    assert summary["settings"]["crop"] == 16 and summary["settings"]["augment"]["rotate"] is True
+    assert dataclasses.asdict(s.augment) == summary["settings"]["augment"]
