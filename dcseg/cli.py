@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Callable
 
+from dcseg.checkpoint import CheckpointError
 from dcseg.config import ConfigError
 from dcseg.data.errors import DataError
 
@@ -25,7 +26,7 @@ def run_stage(name: str, main: Callable[[list[str]], None], argv: list[str] | No
     start = time.perf_counter()
     try:
         main(argv)
-    except (DataError, ConfigError) as e:
+    except (DataError, ConfigError, CheckpointError) as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(1)
     print(f"{name}: done in {time.perf_counter() - start:.1f} s")

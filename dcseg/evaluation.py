@@ -1,0 +1,169 @@
+"""Evaluation of a trained model on the test split: every case x the 15 modality subsets x the 3 BraTS regions.
+
+Per (case, subset, region): Dice, Dice after the ET post-processing (``dice_post``; only ET can differ) and HD95 of
+the unprocessed prediction, on the preprocessed (cropped) grid, in mm from the manifest's spacing. Results:
+``metrics/<model>_cases.csv`` (one row per case, subset and region) and ``metrics/<model>.json``: per subset the mean
+over cases, and their mean over the 15 subsets (the numbers of the paper's Table 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from dcseg.config import ConfigError, require
+from dcseg.data.errors import DataError
+from dcseg.data.preprocess import load_case
+from dcseg.inference import PRECISIONS, WEIGHTINGS, InferenceSettings, predict_labels
+from dcseg.metrics import REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels, remove_small_et
+from dcseg.subsets import SUBSET_MASKS, SUBSETS, Subset
+
+METRICS = ("dice", "dice_post", "hd95")
+CASE_COLUMNS = ("case", "subset", "region") + METRICS
+AXES = "xyz"
+MANIFEST_COLUMNS = ("case",) + tuple(f"spacing_{a}" for a in AXES) + tuple(f"orig_{a}" for a in AXES)
+
+
+def settings_from_params(cfg: DictConfig, model_name: str) -> tuple[InferenceSettings, float]:
+    """Inference settings and the ET post-processing volume (mm^3) of the selected profile; a bad value fails
+    with its key."""
+    profile = require(cfg, "profile")
+    section = f"profiles.{profile}.evaluate"
+    require(cfg, section)  # names the profile when it has no evaluate section
+    patch_key = f"profiles.{profile}.models.{model_name}.eval_patch"
+    values = {
+        "patch": require(cfg, patch_key),
+        "overlap": require(cfg, f"{section}.overlap"),
+        "weighting": require(cfg, f"{section}.weighting", WEIGHTINGS),
+        "precision": require(cfg, f"{section}.precision", PRECISIONS),
+    }
+    # Optional: they change speed and memory, not the metrics (beyond float rounding).
+    for key, default in (("subset_batch", len(SUBSETS)), ("channels_last", False)):
+        values[key] = OmegaConf.select(cfg, f"{section}.{key}", default=default)
+    try:
+        settings = InferenceSettings(**values)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{section} / {patch_key}: {e}") from e
+    et_key = f"{section}.et_min_volume_mm3"
+    et_min_volume = require(cfg, et_key)
+    if not isinstance(et_min_volume, (int, float)) or et_min_volume < 0:
+        raise ConfigError(f"params key {et_key!r} must be a volume >= 0 in mm^3, got {et_min_volume!r}")
+    return settings, float(et_min_volume)
+
+
+def read_manifest(preprocessed_dir: str | Path) -> pd.DataFrame:
+    """The preprocessed manifest indexed by case, checked for the columns the evaluation needs."""
+    path = Path(preprocessed_dir) / "manifest.csv"
+    if not path.is_file():
+        raise DataError(f"{path} is missing; run the preprocess stage first (dvc repro preprocess)")
+    manifest = pd.read_csv(path)
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {missing}; rerun the preprocess stage")
+    return manifest.set_index("case")
+
+
+def case_geometry(manifest: pd.DataFrame, case: str) -> tuple[tuple[float, ...], float]:
+    """(voxel spacing in mm, diagonal in mm of the original image grid) of a case."""
+    if case not in manifest.index:
+        raise DataError(f"case {case} is in the test split but not in manifest.csv; rerun the preprocess stage")
+    row = manifest.loc[case]
+    spacing = tuple(float(row[f"spacing_{a}"]) for a in AXES)
+    if not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        raise DataError(f"case {case}: manifest.csv spacing {spacing} is not positive")
+    return spacing, image_diagonal_mm([int(row[f"orig_{a}"]) for a in AXES], spacing)
+
+
+def score_case(case: str, predictions: np.ndarray, label: np.ndarray, spacing, empty_distance: float,
+               et_min_voxels: float, subsets: tuple[Subset, ...] = SUBSETS) -> list[dict]:
+    """Rows (``CASE_COLUMNS``) for one case: ``predictions [S, X, Y, Z]`` label maps, one per subset."""
+    truth = brats_regions(label)
+    rows = []
+    for subset, prediction in zip(subsets, predictions, strict=True):
+        raw = brats_regions(prediction)
+        post = brats_regions(remove_small_et(prediction, et_min_voxels))
+        for region in REGIONS:
+            rows.append({
+                "case": case, "subset": subset.name, "region": region,
+                "dice": dice(raw[region], truth[region]),
+                "dice_post": dice(post[region], truth[region]),
+                "hd95": hd95(raw[region], truth[region], spacing, empty_distance),
+            })
+    return rows
+
+
+def evaluate_model(model: nn.Module, preprocessed_dir: str | Path, cases: list[str], settings: InferenceSettings,
+                   et_min_volume_mm3: float, device: str | torch.device = "cpu", progress: bool = True
+                   ) -> pd.DataFrame:
+    """Predict every case for the 15 subsets and score it; one row per (case, subset, region)."""
+    manifest = read_manifest(preprocessed_dir)
+    rows = []
+    bar = tqdm(cases, desc="evaluate", unit="case", disable=not progress)
+    for case in bar:
+        spacing, diagonal = case_geometry(manifest, case)
+        image, label = load_case(preprocessed_dir, case)
+        predictions = predict_labels(model, np.array(image), settings, SUBSET_MASKS, device).numpy()
+        rows += score_case(case, predictions, np.asarray(label), spacing, diagonal,
+                           mm3_to_voxels(et_min_volume_mm3, spacing))
+        done = pd.DataFrame(rows)
+        bar.set_postfix({f"dice_{r}": f"{done.loc[done.region == r, 'dice'].mean():.3f}" for r in REGIONS})
+    return pd.DataFrame(rows, columns=list(CASE_COLUMNS))
+
+
+def summarise(case_metrics: pd.DataFrame, seconds: float | None = None) -> dict:
+    """Per-subset means over cases, and the mean of those over the subsets, of every metric and region."""
+    if case_metrics.empty:
+        raise ValueError("no case metrics to summarise")
+    means = case_metrics.groupby(["subset", "region"])[list(METRICS)].mean()
+    names = [s.name for s in SUBSETS if s.name in means.index.get_level_values("subset")]
+    per_subset = {name: {m: {r: float(means.loc[(name, r), m]) for r in REGIONS} for m in METRICS}
+                  for name in names}
+    average = {m: {r: float(np.mean([per_subset[n][m][r] for n in names])) for r in REGIONS} for m in METRICS}
+    summary = {"average": average, "subsets": per_subset, "n_cases": int(case_metrics["case"].nunique())}
+    if seconds is not None:
+        summary["seconds"] = round(float(seconds), 1)
+    return summary
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results(case_metrics: pd.DataFrame, summary: dict, cases_csv: str | Path, summary_json: str | Path) -> None:
+    """Write the per-case CSV and the summary JSON, each through a temp file + rename."""
+    _write_text_atomic(Path(cases_csv), case_metrics.to_csv(index=False, float_format="%.6f"))
+    _write_text_atomic(Path(summary_json), json.dumps(summary, indent=2) + "\n")
+
+
+def run_evaluation(model: nn.Module, preprocessed_dir: str | Path, cases: list[str], settings: InferenceSettings,
+                   et_min_volume_mm3: float, cases_csv: str | Path, summary_json: str | Path,
+                   device: str | torch.device = "cpu", progress: bool = True) -> dict:
+    """Evaluate, write both outputs, return the summary."""
+    if not cases:
+        raise DataError(f"the test split of {preprocessed_dir} is empty; nothing to evaluate")
+    start = time.perf_counter()
+    case_metrics = evaluate_model(model, preprocessed_dir, cases, settings, et_min_volume_mm3, device, progress)
+    summary = summarise(case_metrics, time.perf_counter() - start)
+    write_results(case_metrics, summary, cases_csv, summary_json)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """A small text table: per subset and on average, Dice / Dice (ET post-processed) / HD95 per region."""
+    header = f"{'subset':<22}" + "".join(f"{m + ' ' + r:>14}" for m in METRICS for r in REGIONS)
+    lines = [header]
+    for name, values in list(summary["subsets"].items()) + [("average", summary["average"])]:
+        lines.append(f"{name:<22}" + "".join(f"{values[m][r]:>14.4f}" for m in METRICS for r in REGIONS))
+    return "\n".join(lines)
