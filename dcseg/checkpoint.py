@@ -16,13 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dcseg.errors import CheckpointError  # noqa: F401  (re-exported)
 from dcseg.models import build_model
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A model or checkpoint file that cannot be used (missing, corrupt, or from another model/config/data)."""
 
 
 def data_fingerprint(preprocessed_dir: str | Path) -> str:

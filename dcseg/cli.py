@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable
 
-from dcseg.checkpoint import CheckpointError
+from dcseg.errors import CheckpointError
 from dcseg.config import ConfigError
 from dcseg.data.errors import DataError
 

@@ -33,8 +33,9 @@ def save_figure_atomic(fig, path: str | Path, dpi: int = 110) -> None:
 def plot_case(image: np.ndarray, label: np.ndarray, path: str | Path, title: str, slice_index: int | None = None):
     """Axial slice of the four modalities plus the labels overlaid on FLAIR. ``label`` uses {0, 1, 2, 3}
     (BraTS 4 already mapped to 3). The slice defaults to the one with the most tumour."""
-    if slice_index is None:
-        per_slice = (label > 0).sum(axis=(0, 1))
+    if slice_index is None:  # the slice through most of the tumour core (else of the whole tumour)
+        core = np.isin(label, (1, 3))
+        per_slice = (core if core.any() else label > 0).sum(axis=(0, 1))
         slice_index = int(per_slice.argmax()) if per_slice.any() else label.shape[2] // 2
     fig, axes = plt.subplots(1, len(MODALITIES) + 1, figsize=(3 * (len(MODALITIES) + 1), 3.4))
     for ax, k in zip(axes, range(len(MODALITIES))):

@@ -49,8 +49,8 @@ def main(overrides):
     print(json.dumps(summary))
 
     # Preview: the first case with enhancing tumour, read back through the BraTS reader like real data.
-    first = next(s["case"] for s in stats if s["has_enhancing"]) if any(s["has_enhancing"] for s in stats) \
-        else stats[0]["case"]
+    # the first few cases, the one with the largest tumour core: the preview shows every label
+    first = max(stats[:5], key=lambda s: s["tc_ml"] * s["has_enhancing"])["case"]
     image, seg, _ = read_case(out_dir / first)
     from dcseg.figures import plot_case
 

@@ -68,7 +68,7 @@ def test_repro_phantom_and_preprocess_then_noop_then_only_dependents(repo_copy):
 
     again = _dvc(repo_copy, "repro", "preprocess")
     assert _ran(again.stdout) == []
-    assert "Data and pipelines are up to date" in _dvc(repo_copy, "status").stdout
+    assert "Data and pipelines are up to date" in _dvc(repo_copy, "status", "preprocess").stdout
 
     _set_params(repo_copy, **{"phantom.noise": 0.05})  # a phantom key: phantom + preprocess, nothing else
     assert _ran(_dvc(repo_copy, "repro", "preprocess").stdout) == ["phantom", "preprocess"]

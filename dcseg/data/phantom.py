@@ -72,7 +72,7 @@ class PhantomConfig:
     elastic_smoothness: float = 12.0   # Gaussian sigma of the elastic field
     wt_radius: tuple[float, float] = (22.0, 34.0)     # equivalent radius of the whole tumour
     core_fraction: tuple[float, float] = (0.55, 0.8)  # core radius / whole-tumour radius
-    necrosis_fraction: tuple[float, float] = (0.55, 0.8)  # necrosis radius / core radius
+    necrosis_fraction: tuple[float, float] = (0.6, 0.85)  # necrosis radius / core radius
     no_enhancing_fraction: float = 0.15
     mass_effect: float = 0.35          # radial push at the tumour centre, relative to the core radius
     contrast_jitter: float = 0.06      # relative, per subject, modality and tissue
@@ -198,6 +198,8 @@ class PhantomCase:
 def make_case(cfg: PhantomConfig, index: int) -> PhantomCase:
     """Generate case ``index`` (0-based)."""
     rng = np.random.default_rng([cfg.seed, index])
+    # drawn first, so the tumour type of case i does not depend on the voxel size
+    has_enhancing = bool(rng.uniform() >= cfg.no_enhancing_fraction)
     atlas = load_atlas(cfg.voxel_size, cfg.margin)
     shape = atlas.brain.shape
     vs = cfg.voxel_size
@@ -212,7 +214,6 @@ def make_case(cfg: PhantomConfig, index: int) -> PhantomCase:
 
     # Tumour centre: a white-matter voxel of the atlas far enough from the brain surface; mapped to subject
     # space through the inverse affine (the elastic part is a few mm and ignored here).
-    has_enhancing = bool(rng.uniform() >= cfg.no_enhancing_fraction)
     r_wt = rng.uniform(*cfg.wt_radius) / vs
     r_core = r_wt * rng.uniform(*cfg.core_fraction)
     r_nec = r_core * rng.uniform(*cfg.necrosis_fraction)
@@ -246,7 +247,7 @@ def make_case(cfg: PhantomConfig, index: int) -> PhantomCase:
     edema = (r / r_wt + 0.3 * smooth_noise(rng, shape, noise_sigma) - 0.15 * (wm - 0.5) < 1) & inside & (csf < 0.6)
     core = _largest_component((r / r_core + 0.2 * smooth_noise(rng, shape, noise_sigma) < 1) & inside)
     whole = _largest_component(edema | core)
-    necrosis = _largest_component(core & (r / r_nec + 0.3 * smooth_noise(rng, shape, noise_sigma) < 1))
+    necrosis = _largest_component(core & (r / r_nec + 0.15 * smooth_noise(rng, shape, noise_sigma) < 1))
     if has_enhancing and not necrosis.any():
         # A core too small for a necrotic centre would leave ET as a blob, not a rim.
         necrosis = core & (r < np.percentile(r[core], 30))
