@@ -77,7 +77,7 @@ def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: 
     per_model = to_dict(require(cfg, f"profiles.{profile}.models.{model}"))
     augment = AugmentConfig(**train.pop("augment"))
     kw = {**train, "augment": augment}
-    for key in ("crop", "fuse_warmup_epochs", "steps", "width"):
+    for key in ("crop", "fuse_warmup_epochs", "steps", "width", "precision"):
         if key in per_model:
             kw[key] = per_model[key]
     if model == "dcseg":
@@ -140,6 +140,12 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
     if settings.model == "mmformer":
         overrides.setdefault("crop_size", settings.crop)
     model = build_model(settings.model, profile=settings.width, **overrides)
+    deepest = settings.crop // model.divisor
+    if settings.precision == "bf16" and deepest <= 2:
+        # PyTorch 2.13 on CPU: the bf16 conv3d weight gradient is wrong or NaN on 2-voxel feature maps.
+        raise ConfigError(f"train {settings.model}: crop {settings.crop} leaves {deepest}-voxel maps at the deepest "
+                          f"level, where bf16 conv3d gradients on CPU are wrong (PyTorch bug); use a crop of at least "
+                          f"{3 * model.divisor} or precision fp32")
     memory_format = torch.channels_last_3d if settings.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimiser = torch.optim.Adam(_param_groups(model, settings.weight_decay), lr=settings.lr, betas=(0.9, 0.999),

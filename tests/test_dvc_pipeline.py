@@ -101,3 +101,30 @@ def test_stage_overrides_and_unknown_keys(repo_copy):
     p = subprocess.run([sys.executable, "stages/preprocess.py", "preprocess.min_sise=[1,1,1]"], cwd=repo_copy,
                        capture_output=True, text=True)
     assert p.returncode == 1 and "unknown key 'preprocess.min_sise'" in p.stderr
+
+
+def test_tiny_full_pipeline_trains_and_evaluates_every_model(repo_copy):
+    """phantom -> preprocess -> train@* -> evaluate@* on a shrunken copy of the real params."""
+    _set_params(repo_copy, **{
+        "phantom.n_cases": 5, "phantom.voxel_size": 5.0, "preprocess.min_size": [32, 32, 32],
+        "profiles.cpu.train.steps": 2, "profiles.cpu.train.steps_per_epoch": 1, "profiles.cpu.train.log_every": 1,
+        "profiles.cpu.train.checkpoint_every": 1,
+        "profiles.cpu.models.dcseg": {"width": "cpu", "crop": 32, "fuse_warmup_epochs": 1, "eval_patch": 32},
+        "profiles.cpu.models.rfnet": {"width": "cpu", "crop": 32, "fuse_warmup_epochs": 1, "eval_patch": 32},
+        "profiles.cpu.models.mmformer": {"width": "cpu", "crop": 32, "fuse_warmup_epochs": 0, "eval_patch": 32,
+                                         "precision": "fp32"},
+    })
+    ran = _ran(_dvc(repo_copy, "repro").stdout)
+    assert ran[:2] == ["phantom", "preprocess"]
+    assert sorted(ran[2:]) == sorted(f"{s}@{m}" for s in ("train", "evaluate") for m in ("dcseg", "rfnet", "mmformer"))
+    import json
+    for m in ("dcseg", "rfnet", "mmformer"):
+        metrics = json.loads((repo_copy / "metrics" / f"{m}.json").read_text())
+        assert set(metrics["average"]["dice"]) == {"WT", "TC", "ET"}
+        rows = (repo_copy / "metrics" / f"{m}_cases.csv").read_text().splitlines()
+        assert len(rows) == 1 + metrics["n_cases"] * 15 * 3
+    shown = _dvc(repo_copy, "metrics", "show").stdout
+    assert "metrics/rfnet.json" in shown and "average.dice.WT" in shown
+    # DC-Seg's loss weight reruns DC-Seg only
+    _set_params(repo_copy, **{"loss.alpha": 0.2})
+    assert sorted(_ran(_dvc(repo_copy, "repro").stdout)) == ["evaluate@dcseg", "train@dcseg"]
