@@ -37,8 +37,8 @@ from torch import nn
 from dcseg.data.brats import MODALITIES
 from dcseg.models.blocks import check_input, init_conv_weights
 from dcseg.models.decoders import UNetDecoder, decode_each_modality
-from dcseg.models.encoders import ModalityEncoder, encode_modalities, level_channels
-from dcseg.models.fusion import RegionAwareFusedDecoder
+from dcseg.models.encoders import ModalityEncoder, level_channels
+from dcseg.models.fusion import RegionAwareFusedDecoder, RegionAwareFusionModel
 from dcseg.models.outputs import TrainOutput
 
 NUM_LEVELS = 4
@@ -53,7 +53,7 @@ class RFNetConfig:
     detach_probability_maps: bool = True  # Q11
 
 
-class RFNet(nn.Module):
+class RFNet(RegionAwareFusionModel):
     divisor = 2 ** (NUM_LEVELS - 1)  # spatial sizes must be divisible by this
 
     def __init__(self, config: RFNetConfig):
@@ -68,14 +68,6 @@ class RFNet(nn.Module):
                                                      detach_probability_maps=config.detach_probability_maps)
         self.separate_decoder = UNetDecoder(channels, config.num_classes, padding_mode=config.padding_mode)
         init_conv_weights(self)
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per-level modality stacks ``[B, M, C_l, ...]``, shallow to deep."""
-        return encode_modalities(self.encoders, x)
-
-    def decode(self, features: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        """Fused class logits for a modality mask ``[B, M]``."""
-        return self.fused_decoder(features, mask).logits
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | TrainOutput:
         check_input(x, mask, self.config.num_modalities, self.divisor)

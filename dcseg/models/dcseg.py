@@ -48,8 +48,8 @@ from dcseg.data.brats import MODALITIES
 from dcseg.losses import ABLATIONS
 from dcseg.models.blocks import ConvBlock, check_input, init_conv_weights, upsample
 from dcseg.models.decoders import UNetDecoder, decode_each_modality
-from dcseg.models.encoders import ModalityEncoder, encode_modalities, level_channels
-from dcseg.models.fusion import RegionAwareFusedDecoder
+from dcseg.models.encoders import ModalityEncoder, level_channels
+from dcseg.models.fusion import RegionAwareFusedDecoder, RegionAwareFusionModel
 from dcseg.models.outputs import TrainOutput
 
 NUM_LEVELS = 4
@@ -138,7 +138,7 @@ class ReconstructionDecoder(nn.Module):
         return self.output(h)
 
 
-class DCSeg(nn.Module):
+class DCSeg(RegionAwareFusionModel):
     divisor = 2 ** (NUM_LEVELS - 1)
 
     def __init__(self, config: DCSegConfig):
@@ -175,13 +175,6 @@ class DCSeg(nn.Module):
 
     def _temperature(self, log_t: torch.Tensor) -> torch.Tensor:
         return log_t.exp().clamp(*self.config.temperature_range)
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Anatomical features per level ``[B, M, C_l, ...]``, shallow to deep (the only encoders run at inference)."""
-        return encode_modalities(self.encoders, x)
-
-    def decode(self, features: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        return self.fused_decoder(features, mask).logits
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | TrainOutput:
         check_input(x, mask, self.config.num_modalities, self.divisor)

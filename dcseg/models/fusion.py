@@ -29,6 +29,7 @@ from torch import nn
 
 from dcseg.models.blocks import ConvBlock, as_float, full_precision, mask_modalities
 from dcseg.models.decoders import UNetDecoder
+from dcseg.models.encoders import encode_modalities
 
 WEIGHT_NET_HIDDEN = 128  # hidden width of RFNet's per-region modality-weight net, not scaled with the base width
 PROBABILITY_HEAD_HIDDEN = 16  # hidden width of the generator's classification head, likewise fixed in the reference
@@ -148,3 +149,16 @@ class RegionAwareFusedDecoder(nn.Module):
             all_prm_logits.insert(0, prm_logits)
             d = self.decoder.merge(fused, d, level)
         return FusedDecoderOutput(self.decoder.head(d), all_prm_logits, fused_deepest)
+
+
+class RegionAwareFusionModel(nn.Module):
+    """What RFNet and DC-Seg share at inference: per-modality encoders (``self.encoders``) and the region-aware fused
+    decoder (``self.fused_decoder``). ``encode`` runs once per window; ``decode`` once per modality subset."""
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per-level modality stacks ``[B, M, C_l, ...]``, shallow to deep."""
+        return encode_modalities(self.encoders, x)
+
+    def decode(self, features: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """Fused class logits for a modality mask ``[B, M]``."""
+        return self.fused_decoder(features, mask).logits
