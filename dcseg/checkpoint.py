@@ -10,12 +10,12 @@ that names the file and the differing fields.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from dcseg.io import atomic_path
 from dcseg.errors import CheckpointError  # noqa: F401  (re-exported)
 from dcseg.models import build_model
 
@@ -37,11 +37,8 @@ def data_fingerprint(preprocessed_dir: str | Path) -> str:
 
 def save_atomic(obj: dict, path: str | Path) -> None:
     """torch.save through a temp file + rename: a kill never leaves a truncated file under ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_file(path: str | Path) -> dict:

@@ -9,7 +9,6 @@ over cases, and their mean over the 15 subsets (the numbers of the paper's Table
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from dcseg.io import write_text_atomic
 from dcseg.config import ConfigError, require
 from dcseg.data.errors import DataError
 from dcseg.data.preprocess import load_case
@@ -134,17 +134,10 @@ def summarise(case_metrics: pd.DataFrame, seconds: float | None = None) -> dict:
     return summary
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_results(case_metrics: pd.DataFrame, summary: dict, cases_csv: str | Path, summary_json: str | Path) -> None:
     """Write the per-case CSV and the summary JSON, each through a temp file + rename."""
-    _write_text_atomic(Path(cases_csv), case_metrics.to_csv(index=False, float_format="%.6f"))
-    _write_text_atomic(Path(summary_json), json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(Path(cases_csv), case_metrics.to_csv(index=False, float_format="%.6f"))
+    write_text_atomic(Path(summary_json), json.dumps(summary, indent=2) + "\n")
 
 
 def run_evaluation(model: nn.Module, preprocessed_dir: str | Path, cases: list[str], settings: InferenceSettings,

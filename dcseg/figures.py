@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from dcseg.io import atomic_path
 from dcseg.subsets import MODALITY_LABELS  # noqa: E402
 from dcseg.data.brats import MODALITIES  # noqa: E402
 
@@ -22,12 +22,11 @@ LABEL_NAMES = ("background", "NCR/NET", "edema", "enhancing")
 
 def save_figure_atomic(fig, path: str | Path, dpi: int = 110) -> None:
     """Save a figure through a temp file + rename, so a killed run never leaves a truncated PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
 
 
 def plot_case(image: np.ndarray, label: np.ndarray, path: str | Path, title: str, slice_index: int | None = None):

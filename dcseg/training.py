@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dcseg.io import write_text_atomic
 from dcseg.checkpoint import (CheckpointError, data_fingerprint, load_file, model_record, save_atomic)
 from dcseg.config import ConfigError, params_hash, require, to_dict
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
@@ -239,9 +239,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "settings": settings.identity(),
     }
-    tmp = out_dir / ".train_summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out_dir / "train_summary.json")
+    write_text_atomic(out_dir / "train_summary.json", json.dumps(summary, indent=2) + "\n")
     checkpoint_path.unlink(missing_ok=True)  # finished: the model file supersedes it
     return summary
 

@@ -16,12 +16,12 @@ voxel count per label. Every file is written to a temp name and renamed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dcseg.io import atomic_path
 from dcseg.data.errors import DataError
 
 # Label values after preprocessing: BraTS 4 (enhancing) becomes 3 so labels are contiguous class indices.
@@ -107,10 +107,8 @@ def preprocess_case(image: np.ndarray, seg: np.ndarray, min_size=(0, 0, 0), wher
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
 def image_path(preprocessed_dir: str | Path, case_id: str) -> Path:

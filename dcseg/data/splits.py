@@ -7,12 +7,12 @@ proportions, written to files and committed. A split that names a case not on di
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from dcseg.io import write_text_atomic
 from dcseg.data.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -50,9 +50,7 @@ def write_split(split_dir: str | Path, split: dict[str, list[str]], header: str 
     split_dir.mkdir(parents=True, exist_ok=True)
     for name in SPLIT_NAMES:
         path = split_dir / f"{name}.txt"
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text("".join(f"{c}\n" for c in split[name]))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(f"{c}\n" for c in split[name]))
 
 
 def read_split(split_dir: str | Path) -> dict[str, list[str]]:
