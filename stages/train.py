@@ -22,11 +22,8 @@ def main(argv):
         raise ConfigError("usage: python stages/train.py MODEL [key=value ...] (MODEL: dcseg, rfnet or mmformer)")
     model, overrides = argv[0], argv[1:]
     cfg = load_params(overrides)
-    import torch
-
     from dcseg.training import settings_from_params, train
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     settings = settings_from_params(cfg, model)
     summary = train(settings, PREPROCESSED, Path("models") / model, Path("checkpoints") / model / "last.pt")
     print(f"train {model}: {summary['steps']} steps, {summary['seconds_per_step']} s/step, "

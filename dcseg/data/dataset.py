@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
 import pandas as pd
-from tqdm import tqdm
 
 from dcseg.data.brats import find_case_file, list_cases, read_case
 from dcseg.data.errors import DataError
 from dcseg.data.preprocess import LABEL_NAMES, preprocess_case, save_case
 from dcseg.data.splits import SPLIT_NAMES, check_split_on_disk, read_split, write_split
+from dcseg.io import atomic_dir, map_cases
 
 # The BraTS 2020 archive unpacks into this folder; accept it one level below the data root.
 BRATS_SUBFOLDERS = ("MICCAI_BraTS2020_TrainingData",)
@@ -59,27 +56,11 @@ def build_preprocessed(raw_dir: str | Path, split_dir: str | Path, out_dir: str 
     check_split_on_disk(split, list_cases(raw_dir), split_dir, raw_dir)
     cases = sorted(c for name in SPLIT_NAMES for c in split[name])
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    jobs = [(raw_dir, tmp, c, tuple(int(v) for v in min_size)) for c in cases]
-    bar = dict(total=len(jobs), desc="preprocess", unit="case", disable=not progress)
-    try:
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                rows = list(tqdm(pool.map(_one, jobs), **bar))
-        else:
-            rows = [_one(j) for j in tqdm(jobs, **bar)]
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    manifest = pd.DataFrame(rows)
-    split_of = {c: name for name in SPLIT_NAMES for c in split[name]}
-    manifest.insert(1, "split", manifest["case"].map(split_of))
-    manifest.to_csv(tmp / "manifest.csv", index=False)
-    write_split(tmp / "split", split)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        jobs = [(raw_dir, tmp, c, tuple(int(v) for v in min_size)) for c in cases]
+        manifest = pd.DataFrame(map_cases(_one, jobs, workers, "preprocess", progress))
+        split_of = {c: name for name in SPLIT_NAMES for c in split[name]}
+        manifest.insert(1, "split", manifest["case"].map(split_of))
+        manifest.to_csv(tmp / "manifest.csv", index=False)
+        write_split(tmp / "split", split)
     return manifest

@@ -42,6 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from dcseg.data.brats import MODALITIES
+from dcseg.io import atomic_dir, map_cases
 
 # Relative tissue intensities per modality, in MODALITIES order (flair, t1ce, t1, t2).
 TISSUE_CONTRAST: dict[str, dict[str, float]] = {
@@ -324,27 +325,8 @@ def _generate_one(args) -> dict:
 def generate(cfg: PhantomConfig, out_dir: str | Path, workers: int = 1, progress: bool = True) -> list[dict]:
     """Write ``cfg.n_cases`` cases into ``out_dir`` (replaced as a whole: built in a temp folder, then renamed,
     so a killed run never leaves a partial dataset). Returns per-case tumour statistics."""
-    import shutil
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm import tqdm
-
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    jobs = [(cfg, i, tmp) for i in range(cfg.n_cases)]
-    bar = dict(total=len(jobs), desc="phantom", unit="case", disable=not progress)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            stats = list(tqdm(pool.map(_generate_one, jobs), **bar))
-    else:
-        stats = [_generate_one(j) for j in tqdm(jobs, **bar)]
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return stats
+    with atomic_dir(out_dir) as tmp:
+        return map_cases(_generate_one, [(cfg, i, tmp) for i in range(cfg.n_cases)], workers, "phantom", progress)
 
 
 def summarise(stats: list[dict]) -> dict:
