@@ -30,6 +30,7 @@ from dcseg.checkpoint import (CheckpointError, data_fingerprint, load_file, mode
 from dcseg.config import ConfigError, params_hash, require, to_dict
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.splits import read_split
+from dcseg.distributed import current_context, mean_over_ranks
 from dcseg.losses import LossTerms, total_loss
 from dcseg.models import MODEL_NAMES, build_model
 
@@ -49,6 +50,7 @@ class TrainSettings:
     poly_power: float = 0.9
     fuse_warmup_epochs: int = 0
     seed: int = 1024
+    foreground_fraction: float = 0.0         # share of crops forced to contain tumour (0: the references)
     precision: str = "bf16"
     channels_last: bool = True
     checkpoint_every: int = 50
@@ -68,8 +70,14 @@ class TrainSettings:
         return d
 
 
-def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: dict | None = None) -> TrainSettings:
-    """TrainSettings for ``model`` under the selected profile (params.yaml ``profile``)."""
+# keys a model's entry (profiles.<p>.models.<model>) or the ablation schedule may set over the shared protocol
+PER_MODEL_KEYS = ("crop", "fuse_warmup_epochs", "steps", "width", "precision", "lr")
+
+
+def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: dict | None = None,
+                         ablation: bool = False) -> TrainSettings:
+    """TrainSettings for ``model`` under the selected profile (params.yaml ``profile``): the shared ``train``
+    protocol, then the model's own keys, then (``ablation``) the profile's ``ablation`` schedule."""
     if model not in MODEL_NAMES:
         raise ConfigError(f"unknown model {model!r}; expected one of {MODEL_NAMES}")
     profile = require(cfg, "profile", ("cpu", "paper"))
@@ -77,9 +85,16 @@ def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: 
     per_model = to_dict(require(cfg, f"profiles.{profile}.models.{model}"))
     augment = AugmentConfig(**train.pop("augment"))
     kw = {**train, "augment": augment}
-    for key in ("crop", "fuse_warmup_epochs", "steps", "width", "precision"):
+    for key in PER_MODEL_KEYS:
         if key in per_model:
             kw[key] = per_model[key]
+    if ablation:
+        schedule = to_dict(require(cfg, f"profiles.{profile}.ablation"))
+        unknown = sorted(set(schedule) - set(PER_MODEL_KEYS))
+        if unknown:
+            raise ConfigError(f"profiles.{profile}.ablation has unknown key(s) {unknown}; expected some of "
+                              f"{list(PER_MODEL_KEYS)}")
+        kw.update(schedule)
     if model == "dcseg":
         loss = to_dict(require(cfg, "loss"))
         kw.update(alpha=loss["alpha"], ssim_c1=loss["ssim_c1"], ssim_c2=loss["ssim_c2"])
@@ -97,9 +112,9 @@ def poly_lr(base_lr: float, epoch: int, epochs: int, power: float) -> float:
     return round(base_lr * (1 - epoch / epochs) ** power, 8)
 
 
-def _autocast(precision: str):
+def _autocast(precision: str, device: torch.device):
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -132,22 +147,24 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
     identity = {"settings": settings.identity(), "data_hash": data_hash}
     fingerprint = params_hash(identity)
 
+    ctx = current_context()  # torchrun: this process's rank (dcseg.distributed); a single process otherwise
+    device = ctx.device
+    if settings.batch_size % ctx.world_size:
+        raise ConfigError(f"train {settings.model}: batch_size {settings.batch_size} does not split over "
+                          f"{ctx.world_size} processes; use a multiple of the world size")
+
     train_ids = read_split(Path(preprocessed_dir) / "split")["train"]
-    sampler = TrainingSampler(preprocessed_dir, train_ids, settings.crop, settings.augment, settings.seed)
+    sampler = TrainingSampler(preprocessed_dir, train_ids, settings.crop, settings.augment, settings.seed,
+                              foreground_fraction=settings.foreground_fraction)
 
     torch.manual_seed(settings.seed)
     overrides = dict(settings.overrides)
     if settings.model == "mmformer":
         overrides.setdefault("crop_size", settings.crop)
     model = build_model(settings.model, profile=settings.width, **overrides)
-    deepest = settings.crop // model.divisor
-    if settings.precision == "bf16" and deepest <= 2:
-        # PyTorch 2.13 on CPU: the bf16 conv3d weight gradient is wrong or NaN on 2-voxel feature maps.
-        raise ConfigError(f"train {settings.model}: crop {settings.crop} leaves {deepest}-voxel maps at the deepest "
-                          f"level, where bf16 conv3d gradients on CPU are wrong (PyTorch bug); use a crop of at least "
-                          f"{3 * model.divisor} or precision fp32")
+    # (maps <= 2 voxels wide run in fp32 under CPU bf16 autocast: dcseg.models.blocks.ConvBlock)
     memory_format = torch.channels_last_3d if settings.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = model.to(device=device, memory_format=memory_format)
     optimiser = torch.optim.Adam(_param_groups(model, settings.weight_decay), lr=settings.lr, betas=(0.9, 0.999),
                                  eps=1e-8, amsgrad=True)
     terms = LossTerms(**settings.terms) if settings.terms is not None else None
@@ -160,37 +177,42 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             print(f"train: ignoring unreadable checkpoint ({e})")
             ckpt = None
         if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
-            model.load_state_dict(ckpt["state_dict"])
+            model.load_state_dict(ckpt["state_dict"])  # every rank resumes from the same file
             optimiser.load_state_dict(ckpt["optimiser"])
             torch.set_rng_state(ckpt["torch_rng"])
             start_step, history = int(ckpt["step"]), list(ckpt["history"])
-            print(f"train: resuming {settings.model} from step {start_step} ({checkpoint_path})")
-        elif ckpt is not None:
+            if ctx.is_main:
+                print(f"train: resuming {settings.model} from step {start_step} ({checkpoint_path})")
+        elif ckpt is not None and ctx.is_main:
             print(f"train: ignoring {checkpoint_path}: it was written for another model, config or dataset")
 
-    live = Live(str(log_dir), dvcyaml=None, save_dvc_exp=False, report=None)
-    for row in history:  # replay the logged history of the interrupted run, so the curves are complete
+    live = Live(str(log_dir), dvcyaml=None, save_dvc_exp=False, report=None) if ctx.is_main else None
+    for row in history if live else []:  # replay the logged history of the interrupted run: complete curves
         _log(live, row)
 
+    forward = model
+    if ctx.world_size > 1:  # DDP averages the gradients of the ranks' shares of each global batch
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
     seconds, timed_steps, epoch_losses = 0.0, 0, []
     bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps, desc=f"train {settings.model}",
-               unit="step", disable=not progress, dynamic_ncols=True)
+               unit="step", disable=not (progress and ctx.is_main), dynamic_ncols=True)
     for step in bar:
         if stop_at_step is not None and step >= stop_at_step:
-            live.end()
+            if live:
+                live.end()
             return {"stopped_at": step}
         epoch = step // settings.steps_per_epoch
         lr = poly_lr(settings.lr, epoch, settings.epochs, settings.poly_power)
         for g in optimiser.param_groups:
             g["lr"] = lr
-        x, y, mask = sampler.batch(step, settings.batch_size)
-        x = torch.from_numpy(x).contiguous(memory_format=memory_format)
-        y, mask = torch.from_numpy(y), torch.from_numpy(mask)
+        x, y, mask = sampler.batch(step, settings.batch_size, ctx.rank, ctx.world_size)
+        x = torch.from_numpy(x).to(device).contiguous(memory_format=memory_format)
+        y, mask = torch.from_numpy(y).to(device), torch.from_numpy(mask).to(device)
 
         t0 = time.perf_counter()
-        with _autocast(settings.precision):
-            output = model(x, mask)
+        with _autocast(settings.precision, device):
+            output = forward(x, mask)
         loss, parts = total_loss(output, y, x, alpha=settings.alpha,
                                  fuse_weight=0.0 if epoch < settings.fuse_warmup_epochs else 1.0, terms=terms,
                                  ssim_c1=settings.ssim_c1, ssim_c2=settings.ssim_c2)
@@ -208,21 +230,29 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
         epoch_losses.append(last_loss)
         row = None
         if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
-            row = {"step": step + 1, "train/lr": lr, **{f"train/loss/{k}": round(float(v), 6) for k, v in parts.items()}}
+            names = list(parts)  # logged as the mean over ranks: the loss of the global batch
+            values = mean_over_ranks(torch.stack([parts[k].detach().float() for k in names])).tolist()
+            row = {"step": step + 1, "train/lr": lr, **{f"train/loss/{k}": round(v, 6) for k, v in zip(names, values)}}
         if (step + 1) % settings.steps_per_epoch == 0 or step + 1 == settings.steps:
             row = row or {"step": step + 1}
             row["epoch/index"] = epoch + 1
-            row["epoch/loss"] = round(float(np.mean(epoch_losses)), 6)
+            row["epoch/loss"] = round(mean_over_ranks(torch.tensor(float(np.mean(epoch_losses)), device=device)).item(), 6)
             epoch_losses = []
         if row is not None:
             history.append(row)
-            _log(live, row)
+            if live:
+                _log(live, row)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
-        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps and ctx.is_main:
             save_atomic({"format_version": 1, "fingerprint": fingerprint, "step": step + 1,
                          "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
                          "torch_rng": torch.get_rng_state(), "history": history}, checkpoint_path)
-    live.end()
+    if live:
+        live.end()
+    if ctx.world_size > 1:
+        check_ranks_in_sync(model)
+        if not ctx.is_main:
+            return {"model": settings.model, "steps": settings.steps, "rank": ctx.rank}
 
     model = model.to(memory_format=torch.contiguous_format)
     record = model_record(settings.model, settings.width, overrides, model, data_hash=data_hash,
@@ -237,11 +267,25 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "final_epoch_loss": history[-1].get("epoch/loss") if history else None,
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "world_size": ctx.world_size,
+        "device": str(device),
         "settings": settings.identity(),
     }
     write_text_atomic(out_dir / "train_summary.json", json.dumps(summary, indent=2) + "\n")
     checkpoint_path.unlink(missing_ok=True)  # finished: the model file supersedes it
     return summary
+
+
+def check_ranks_in_sync(model: torch.nn.Module) -> None:
+    """Every rank must hold bitwise the same weights after data-parallel training; fail loudly if not."""
+    import torch.distributed as dist
+
+    local = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, local)
+    differing = [r for r, g in enumerate(gathered) if not torch.equal(g, gathered[0])]
+    if differing:
+        raise RuntimeError(f"distributed training: ranks {differing} hold weights that differ from rank 0's")
 
 
 def _log(live, row: dict) -> None:

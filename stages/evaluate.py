@@ -1,7 +1,9 @@
 """Stage `evaluate MODEL`: models/MODEL/model.pt on the test split, 15 modality subsets
 -> metrics/MODEL_cases.csv (per case, subset, region) and metrics/MODEL.json (Table 1 means).
 
-usage: python stages/evaluate.py MODEL [key=value ...]   (MODEL: dcseg | rfnet | mmformer; keys as in params.yaml)
+usage: python stages/evaluate.py MODEL [--ablation VARIANT] [key=value ...]
+       (MODEL: dcseg | rfnet | mmformer; VARIANT: a DC-Seg ablation run, read from models/dcseg_VARIANT; keys as in
+       params.yaml)
 """
 
 import sys
@@ -14,25 +16,21 @@ import torch  # noqa: E402
 from dcseg.checkpoint import data_fingerprint, load_model  # noqa: E402
 from dcseg.cli import run_stage  # noqa: E402
 from dcseg.config import ConfigError, load_params  # noqa: E402
+from dcseg.runs import parse_run_args  # noqa: E402
 from dcseg.data.splits import read_split  # noqa: E402
 from dcseg.evaluation import format_summary, run_evaluation, settings_from_params  # noqa: E402
 from dcseg.inference import check_patch  # noqa: E402
-from dcseg.models import MODEL_NAMES  # noqa: E402
 
 PREPROCESSED = Path("data/preprocessed")
-METRICS_DIR = Path("metrics")
 
 
 def main(argv):
-    if not argv or "=" in argv[0]:
-        raise ConfigError(f"usage: python stages/evaluate.py MODEL [key=value ...] with MODEL one of {MODEL_NAMES}")
-    model_name, overrides = argv[0], argv[1:]
-    if model_name not in MODEL_NAMES:
-        raise ConfigError(f"unknown model {model_name!r}; expected one of {MODEL_NAMES}")
+    run, overrides = parse_run_args(argv, "evaluate")
+    model_name = run.model
     cfg = load_params(overrides)
     settings, et_min_volume = settings_from_params(cfg, model_name)
 
-    model_path = Path("models") / model_name / "model.pt"
+    model_path = run.model_dir / "model.pt"
     model, meta = load_model(model_path, expected={"model": model_name,
                                                    "data_hash": data_fingerprint(PREPROCESSED)})
     try:
@@ -45,10 +43,10 @@ def main(argv):
         model.to(memory_format=torch.channels_last_3d)
 
     cases = read_split(PREPROCESSED / "split")["test"]
-    print(f"evaluate: {model_name} ({model_path}, profile {meta['profile']}) on {len(cases)} test cases x 15 subsets, "
+    print(f"evaluate: {run.name} ({model_path}, profile {meta['profile']}) on {len(cases)} test cases x 15 subsets, "
           f"patch {settings.patch}, overlap {settings.overlap}, {settings.weighting}, {settings.precision}, {device}")
     summary = run_evaluation(model, PREPROCESSED, cases, settings, et_min_volume,
-                             METRICS_DIR / f"{model_name}_cases.csv", METRICS_DIR / f"{model_name}.json", device)
+                             run.cases_csv, run.metrics_json, device)
     print(format_summary(summary))
 
 

@@ -1,9 +1,12 @@
 """Stage `train@MODEL`: train one model under the shared protocol.
 
-    python stages/train.py MODEL [key=value ...]      e.g.  python stages/train.py rfnet profiles.cpu.train.steps=10
+    python stages/train.py MODEL [--ablation VARIANT] [key=value ...]
+    e.g.  python stages/train.py rfnet profiles.cpu.train.steps=10
+          python stages/train.py dcseg --ablation no_rec          (an ablation of the paper's Table 2)
+          torchrun --nproc_per_node 4 stages/train.py dcseg      (data-parallel: 4 GPUs, or 4 CPU processes)
 
-Writes models/MODEL/{model.pt, train_summary.json, live/}; resumable checkpoints go to checkpoints/MODEL/last.pt
-(outside DVC's outputs, which DVC deletes before rerunning a stage).
+Writes models/RUN/{model.pt, train_summary.json, live/} (RUN: MODEL, or dcseg_VARIANT for an ablation run);
+resumable checkpoints go to checkpoints/RUN/last.pt (outside DVC's outputs, which DVC deletes before rerunning).
 """
 
 import sys
@@ -12,21 +15,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcseg.cli import run_stage  # noqa: E402
-from dcseg.config import ConfigError, load_params  # noqa: E402
+from dcseg.config import load_params  # noqa: E402
+from dcseg.runs import parse_run_args  # noqa: E402
 
 PREPROCESSED = Path("data/preprocessed")
 
 
 def main(argv):
-    if not argv or "=" in argv[0]:
-        raise ConfigError("usage: python stages/train.py MODEL [key=value ...] (MODEL: dcseg, rfnet or mmformer)")
-    model, overrides = argv[0], argv[1:]
+    run, overrides = parse_run_args(argv, "train")
     cfg = load_params(overrides)
+    from dcseg.distributed import init_from_environment, shutdown
     from dcseg.training import settings_from_params, train
 
-    settings = settings_from_params(cfg, model)
-    summary = train(settings, PREPROCESSED, Path("models") / model, Path("checkpoints") / model / "last.pt")
-    print(f"train {model}: {summary['steps']} steps, {summary['seconds_per_step']} s/step, "
+    settings = settings_from_params(cfg, run.model, **run.train_options())
+    ctx = init_from_environment()  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
+    try:
+        summary = train(settings, PREPROCESSED, run.model_dir, run.checkpoint)
+    finally:
+        shutdown()
+    if not ctx.is_main:
+        return
+    print(f"train {run.name}: {summary['steps']} steps, {summary['seconds_per_step']} s/step, "
           f"peak RSS {summary['peak_rss_mib']} MiB, final epoch loss {summary['final_epoch_loss']}")
 
 

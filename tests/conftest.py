@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from dcseg.data.brats import MODALITIES
+from dcseg.data.dataset import build_preprocessed
+from dcseg.data.splits import write_split
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,3 +50,15 @@ def case_arrays():
 def brats_case(tmp_path, case_arrays):
     image, seg = case_arrays
     return write_case(tmp_path, "BraTS20_Training_007", image, seg), image, seg
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Five small preprocessed cases (train 3 / val 1 / test 1) padded to 32^3, for training tests."""
+    root = tmp_path_factory.mktemp("tiny")
+    ids = [f"BraTS20_Training_{i:03d}" for i in range(1, 6)]
+    for i, c in enumerate(ids):
+        write_case(root / "raw", c, *make_arrays((20, 22, 18), seed=i))
+    write_split(root / "split", {"train": ids[:3], "val": ids[3:4], "test": ids[4:]})
+    build_preprocessed(root / "raw", root / "split", root / "pre", min_size=(32, 32, 32), progress=False)
+    return root / "pre"

@@ -103,8 +103,9 @@ def test_stage_overrides_and_unknown_keys(repo_copy):
     assert p.returncode == 1 and "unknown key 'preprocess.min_sise'" in p.stderr
 
 
-def test_tiny_full_pipeline_trains_and_evaluates_every_model(repo_copy):
-    """phantom -> preprocess -> train@* -> evaluate@* on a shrunken copy of the real params."""
+def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
+    """phantom -> preprocess -> train@* -> evaluate@* -> ablation_* -> report on a shrunken copy of the real params,
+    then `loss.alpha` reruns exactly DC-Seg's stages, the ablation and the report."""
     _set_params(repo_copy, **{
         "phantom.n_cases": 5, "phantom.voxel_size": 5.0, "preprocess.min_size": [32, 32, 32],
         "profiles.cpu.train.steps": 2, "profiles.cpu.train.steps_per_epoch": 1, "profiles.cpu.train.log_every": 1,
@@ -113,18 +114,38 @@ def test_tiny_full_pipeline_trains_and_evaluates_every_model(repo_copy):
         "profiles.cpu.models.rfnet": {"width": "cpu", "crop": 32, "fuse_warmup_epochs": 1, "eval_patch": 32},
         "profiles.cpu.models.mmformer": {"width": "cpu", "crop": 32, "fuse_warmup_epochs": 0, "eval_patch": 32,
                                          "precision": "fp32"},
+        "profiles.cpu.ablation": {"steps": 1},
+        "report.bootstrap_samples": 200,
     })
+    models = ("dcseg", "rfnet", "mmformer")
+    variants = ("full", "no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")
+    dcseg_stages = ["train@dcseg", "evaluate@dcseg"] + [f"ablation_{s}@{v}" for s in ("train", "evaluate")
+                                                        for v in variants] + ["report"]
     ran = _ran(_dvc(repo_copy, "repro").stdout)
-    assert ran[:2] == ["phantom", "preprocess"]
-    assert sorted(ran[2:]) == sorted(f"{s}@{m}" for s in ("train", "evaluate") for m in ("dcseg", "rfnet", "mmformer"))
+    assert ran[:2] == ["phantom", "preprocess"] and ran[-1] == "report"
+    assert sorted(ran[2:]) == sorted([f"{s}@{m}" for s in ("train", "evaluate") for m in models]
+                                     + [s for s in dcseg_stages if s not in ("train@dcseg", "evaluate@dcseg")]
+                                     + ["train@dcseg", "evaluate@dcseg"])
     import json
-    for m in ("dcseg", "rfnet", "mmformer"):
-        metrics = json.loads((repo_copy / "metrics" / f"{m}.json").read_text())
+    for run in models + tuple(f"dcseg_{v}" for v in variants):
+        metrics = json.loads((repo_copy / "metrics" / f"{run}.json").read_text())
         assert set(metrics["average"]["dice"]) == {"WT", "TC", "ET"}
-        rows = (repo_copy / "metrics" / f"{m}_cases.csv").read_text().splitlines()
+        rows = (repo_copy / "metrics" / f"{run}_cases.csv").read_text().splitlines()
         assert len(rows) == 1 + metrics["n_cases"] * 15 * 3
+    assert json.loads((repo_copy / "models/dcseg_no_rec/train_summary.json").read_text())["steps"] == 1
+    table1 = (repo_copy / "reports/table1.md").read_text()
+    assert "| ● | ● | ● | ● |" in table1 and "Average" in table1
+    assert "no_reg" in (repo_copy / "reports/table2.md").read_text()
+    assert {p.name for p in (repo_copy / "reports/figures").iterdir()} >= {"dice_heatmap.png", "example_case.png"}
+    assert "Data and pipelines are up to date" in _dvc(repo_copy, "status").stdout
     shown = _dvc(repo_copy, "metrics", "show").stdout
-    assert "metrics/rfnet.json" in shown and "average.dice.WT" in shown
-    # DC-Seg's loss weight reruns DC-Seg only
+    assert "metrics/rfnet.json" in shown and "average.dice.WT" in shown and "reports/summary.json" in shown
+
+    # DC-Seg's loss weight reruns DC-Seg, its ablation and the report; never the data stages or the baselines
     _set_params(repo_copy, **{"loss.alpha": 0.2})
-    assert sorted(_ran(_dvc(repo_copy, "repro").stdout)) == ["evaluate@dcseg", "train@dcseg"]
+    assert sorted(_ran(_dvc(repo_copy, "repro", "--dry").stdout)) == sorted(dcseg_stages)
+    assert sorted(_ran(_dvc(repo_copy, "repro").stdout)) == sorted(dcseg_stages)
+    # an evaluation key reruns every evaluation and the report, no training
+    _set_params(repo_copy, **{"profiles.cpu.evaluate.overlap": 0.25})
+    dry = _ran(_dvc(repo_copy, "repro", "--dry").stdout)
+    assert dry and not [s for s in dry if "train" in s] and "report" in dry

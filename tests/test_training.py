@@ -22,17 +22,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    ids = [f"BraTS20_Training_{i:03d}" for i in range(1, 6)]
-    for i, c in enumerate(ids):
-        write_case(root / "raw", c, *make_arrays((20, 22, 18), seed=i))
-    write_split(root / "split", {"train": ids[:3], "val": ids[3:4], "test": ids[4:]})
-    build_preprocessed(root / "raw", root / "split", root / "pre", min_size=(32, 32, 32), progress=False)
-    return root / "pre"
-
-
 def tiny_settings(model, **kw):
     # mmFormer has 5 levels: a 32^3 crop leaves a 2^3 token grid (instance norm needs > 1 voxel)
     crop = 32 if model == "mmformer" else 16
@@ -72,6 +61,29 @@ def test_each_pass_visits_every_case_once(tiny_data):
     s = TrainingSampler(tiny_data, ids, 16, AugmentConfig(), seed=0)
     for p in range(3):
         assert sorted(s.case_for(p * 3 + i) for i in range(3)) == [0, 1, 2]
+
+
+def test_foreground_oversampling_puts_tumour_in_every_forced_crop(tmp_path):
+    # a 48^3 volume with a small tumour in one corner: uniform 16^3 crops mostly miss it
+    ids = ["BraTS20_Training_001", "BraTS20_Training_002"]
+    for c in ids:
+        image, seg = make_arrays((48, 48, 48), seed=0)
+        seg[:] = 0
+        seg[40:43, 41:44, 40:42] = 2
+        write_case(tmp_path / "raw", c, image, seg)
+    write_split(tmp_path / "split", {"train": ids, "val": [], "test": []})
+    build_preprocessed(tmp_path / "raw", tmp_path / "split", tmp_path / "pre", (16, 16, 16), progress=False)
+    aug = AugmentConfig(flip=False)
+    uniform = TrainingSampler(tmp_path / "pre", ids, 16, aug, seed=0)
+    forced = TrainingSampler(tmp_path / "pre", ids, 16, aug, seed=0, foreground_fraction=1.0)
+    hits_uniform = sum(bool((uniform.sample(step, 0, 1)[1] > 0).any()) for step in range(40))
+    hits_forced = sum(bool((forced.sample(step, 0, 1)[1] > 0).any()) for step in range(40))
+    assert hits_forced == 40 and hits_uniform < 20
+    # fraction 0 draws exactly the references' uniform crops (the extra random draw happens only when enabled)
+    zero = TrainingSampler(tmp_path / "pre", ids, 16, aug, seed=0, foreground_fraction=0.0)
+    np.testing.assert_array_equal(zero.batch(3, 2)[0], uniform.batch(3, 2)[0])
+    with pytest.raises(Exception, match="foreground_fraction"):
+        TrainingSampler(tmp_path / "pre", ids, 16, aug, seed=0, foreground_fraction=1.5)
 
 
 def test_augmentation_keeps_image_and_label_aligned(tmp_path):

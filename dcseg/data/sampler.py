@@ -6,7 +6,8 @@ generator seeded with (seed, step, sample index). So a run resumed from a checkp
 the batches an uninterrupted run sees, and a distributed run splits the same global batch across ranks.
 
 Augmentation (reference spec section 2), in the references' order:
-1. random crop, start uniform per axis;
+1. random crop, start uniform per axis; with probability ``foreground_fraction`` instead a crop that contains a
+   random tumour voxel (nnU-Net's foreground oversampling; 0 reproduces the references, which crop uniformly);
 2. optional rotation: one of the 3 planes, an integer angle in [-10, 9] degrees, nearest neighbour, image
    fill -1 and label fill 0 (as RFNet);
 3. intensity: x * U(1 - s, 1 + s) + U(-b, b) per channel (``intensity_per_slice`` reproduces quirk Q6: one
@@ -39,7 +40,11 @@ class AugmentConfig:
 class TrainingSampler:
     """Draws augmented training crops from memory-mapped preprocessed cases."""
 
-    def __init__(self, preprocessed_dir, case_ids, crop_size, augment: AugmentConfig, seed: int):
+    def __init__(self, preprocessed_dir, case_ids, crop_size, augment: AugmentConfig, seed: int,
+                 foreground_fraction: float = 0.0):
+        if not 0.0 <= foreground_fraction <= 1.0:
+            raise DataError(f"foreground_fraction is {foreground_fraction}; expected a probability in [0, 1]")
+        self.foreground_fraction = float(foreground_fraction)
         if not case_ids:
             raise DataError(f"no training cases in {preprocessed_dir}")
         self.case_ids = list(case_ids)
@@ -51,6 +56,9 @@ class TrainingSampler:
             if any(s < c for s, c in zip(image.shape[1:], self.crop)):
                 raise DataError(f"case {cid}: shape {image.shape[1:]} is smaller than the training crop {self.crop}; "
                                 "raise preprocess.min_size to at least the crop size")
+        # tumour voxel coordinates per case, for foreground-centred crops (empty for a case without tumour)
+        self.foreground = ([np.argwhere(np.asarray(label) > 0) for _, label in self.cases]
+                           if self.foreground_fraction > 0 else None)
 
     def case_for(self, global_index: int) -> int:
         """Index of the case at position ``global_index`` of the stream of shuffled passes."""
@@ -62,8 +70,15 @@ class TrainingSampler:
         """Sample ``index`` of the global batch of ``step``: image float32 [M, c, c, c], label int64 [c, c, c],
         mask bool [M]."""
         rng = np.random.default_rng([self.seed, 2, step, index])
-        image, label = self.cases[self.case_for(step * batch_size + index)]
+        case = self.case_for(step * batch_size + index)
+        image, label = self.cases[case]
         starts = [int(rng.integers(0, s - c + 1)) for s, c in zip(label.shape, self.crop)]
+        if self.foreground is not None and rng.uniform() < self.foreground_fraction:
+            fg = self.foreground[case]
+            if len(fg):
+                voxel = fg[int(rng.integers(len(fg)))]
+                # a start that puts the voxel anywhere inside the crop, clipped to the volume
+                starts = [int(np.clip(v - rng.integers(0, c), 0, s - c)) for v, s, c in zip(voxel, label.shape, self.crop)]
         sl = tuple(slice(a, a + c) for a, c in zip(starts, self.crop))
         x = np.array(image[(slice(None),) + sl], dtype=np.float32)
         y = np.array(label[sl])

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+TINY_MAP = 2  # voxels: maps this small run their convolutions in fp32 under CPU bf16 autocast (see ConvBlock)
 
 
 class ConvBlock(nn.Module):
@@ -45,6 +46,14 @@ class ConvBlock(nn.Module):
         self.act = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and min(x.shape[2:]) <= TINY_MAP and torch.is_autocast_enabled("cpu"):
+            # PyTorch 2.13 on CPU: the bf16 conv3d weight gradient is wrong or NaN on maps <= 2 voxels wide
+            # (mmFormer's deepest level at a 32^3 crop). These maps are tiny, so fp32 here costs nothing.
+            with torch.autocast("cpu", enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.prenorm:
             return self.conv(self.act(self.norm(x)))
         return self.act(self.norm(self.conv(x)))

@@ -1,0 +1,91 @@
+"""Where each run of the benchmark lives: the three main models and DC-Seg's ablation runs (paper Table 2).
+
+A main run is a model as published (``Run("rfnet")``). An ablation run is DC-Seg with one of the paper's Table 2
+variants (``Run("dcseg", "no_rec")``): ``dcseg.losses.ABLATIONS`` switches loss terms off and
+``dcseg.models.dcseg.ablation_overrides`` leaves out the modules only those terms train. The ablation runs train
+under the profile's ``ablation`` schedule (the CPU profile: fewer steps than the main runs, to fit the budget), so
+Table 2 has its own ``full`` row trained under that same schedule: its rows compare like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcseg.config import ConfigError
+from dcseg.losses import ABLATIONS
+from dcseg.models import MODEL_NAMES
+
+ABLATION_VARIANTS = tuple(ABLATIONS)  # paper Table 2 row order: full, no_contrastive, no_ana, no_mod, no_rec, no_reg
+
+
+@dataclass(frozen=True)
+class Run:
+    model: str
+    variant: str | None = None  # None: the main run; else a Table 2 variant (an ablation run of DC-Seg)
+
+    def __post_init__(self):
+        if self.model not in MODEL_NAMES:
+            raise ConfigError(f"unknown model {self.model!r}; expected one of {MODEL_NAMES}")
+        if self.variant is not None and self.variant not in ABLATIONS:
+            raise ConfigError(f"unknown ablation variant {self.variant!r}; expected one of {ABLATION_VARIANTS}")
+        if self.variant is not None and self.model != "dcseg":
+            raise ConfigError(f"the ablation variants are DC-Seg's; {self.model} has none")
+
+    @property
+    def is_ablation(self) -> bool:
+        return self.variant is not None
+
+    @property
+    def name(self) -> str:
+        return self.model if self.variant is None else f"{self.model}_{self.variant}"
+
+    @property
+    def model_dir(self) -> Path:
+        return Path("models") / self.name
+
+    @property
+    def checkpoint(self) -> Path:
+        # outside DVC's outputs: DVC deletes a stage's outputs before it reruns the stage
+        return Path("checkpoints") / self.name / "last.pt"
+
+    @property
+    def metrics_json(self) -> Path:
+        return Path("metrics") / f"{self.name}.json"
+
+    @property
+    def cases_csv(self) -> Path:
+        return Path("metrics") / f"{self.name}_cases.csv"
+
+    def train_options(self) -> dict:
+        """``settings_from_params`` options of this run: model ``overrides``, loss ``terms`` (None: the model's
+        defaults) and whether the profile's ablation schedule applies."""
+        if self.variant is None:
+            return {"overrides": None, "terms": None, "ablation": False}
+        import dataclasses
+
+        from dcseg.models.dcseg import ablation_overrides
+        return {"overrides": ablation_overrides(self.variant), "terms": dataclasses.asdict(ABLATIONS[self.variant]),
+                "ablation": True}
+
+
+def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
+    """``MODEL [--ablation VARIANT] [key=value ...]`` -> (Run, params overrides)."""
+    usage = (f"usage: python stages/{script}.py MODEL [--ablation VARIANT] [key=value ...]  (MODEL: "
+             f"{', '.join(MODEL_NAMES)}; VARIANT, DC-Seg only: {', '.join(ABLATION_VARIANTS)})")
+    if not argv or "=" in argv[0] or argv[0].startswith("-"):
+        raise ConfigError(usage)
+    model, rest, variant, overrides = argv[0], list(argv[1:]), None, []
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--ablation":
+            if not rest:
+                raise ConfigError(f"--ablation needs a variant name; {usage}")
+            variant = rest.pop(0)
+        elif arg.startswith("--ablation="):
+            variant = arg.split("=", 1)[1]
+        elif "=" in arg and not arg.startswith("-"):
+            overrides.append(arg)
+        else:
+            raise ConfigError(f"unexpected argument {arg!r}; {usage}")
+    return Run(model, variant), overrides

@@ -1,0 +1,67 @@
+"""Run naming and stage arguments: the three models and DC-Seg's Table 2 variants."""
+
+from pathlib import Path
+
+import pytest
+
+from dcseg.config import ConfigError
+from dcseg.losses import ABLATIONS
+from dcseg.models.dcseg import ablation_overrides
+from dcseg.runs import ABLATION_VARIANTS, Run, parse_run_args
+
+
+def test_variants_are_the_paper_table2_rows():
+    assert ABLATION_VARIANTS == ("full", "no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")
+
+
+def test_paths_of_main_and_variant_runs():
+    assert Run("rfnet").model_dir == Path("models/rfnet")
+    assert Run("dcseg").metrics_json == Path("metrics/dcseg.json") and not Run("dcseg").is_ablation
+    assert Run("dcseg", "full").name == "dcseg_full" and Run("dcseg", "full").is_ablation
+    v = Run("dcseg", "no_rec")
+    assert v.name == "dcseg_no_rec"
+    assert v.model_dir == Path("models/dcseg_no_rec")
+    assert v.checkpoint == Path("checkpoints/dcseg_no_rec/last.pt")
+    assert v.cases_csv == Path("metrics/dcseg_no_rec_cases.csv")
+
+
+@pytest.mark.parametrize("variant", ABLATION_VARIANTS)
+def test_variant_train_options_switch_terms_and_modules(variant):
+    options = Run("dcseg", variant).train_options()
+    terms = ABLATIONS[variant]
+    assert options["terms"]["ana"] == terms.ana and options["terms"]["rec"] == terms.rec
+    assert options["overrides"] == ablation_overrides(variant) and options["ablation"]
+    assert Run("dcseg").train_options() == {"overrides": None, "terms": None, "ablation": False}
+
+
+def test_parse_run_args():
+    assert parse_run_args(["rfnet", "a.b=1"], "train") == (Run("rfnet"), ["a.b=1"])
+    assert parse_run_args(["dcseg", "--ablation", "no_reg", "x=2"], "train") == (Run("dcseg", "no_reg"), ["x=2"])
+    assert parse_run_args(["dcseg", "--ablation=full"], "evaluate")[0] == Run("dcseg", "full")
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "usage"),
+    (["unet"], "unknown model 'unet'"),
+    (["rfnet", "--ablation", "no_rec"], "DC-Seg's"),
+    (["dcseg", "--ablation", "no_dice"], "unknown ablation variant 'no_dice'"),
+    (["dcseg", "--ablation"], "needs a variant name"),
+    (["dcseg", "--steps"], "unexpected argument '--steps'"),
+])
+def test_bad_arguments_fail_with_a_clear_message(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_run_args(argv, "train")
+
+
+def test_ablation_runs_take_the_profiles_ablation_schedule():
+    from dcseg.config import load_params
+    from dcseg.training import settings_from_params
+
+    cfg = load_params(["profiles.cpu.ablation.steps=7", "profiles.cpu.train.steps=11"])
+    main = settings_from_params(cfg, "dcseg", **Run("dcseg").train_options())
+    ablation = settings_from_params(cfg, "dcseg", **Run("dcseg", "no_rec").train_options())
+    assert main.steps == 11 and ablation.steps == 7 and main.crop == ablation.crop
+    assert ablation.terms["rec"] is False and ablation.overrides["with_reconstruction"] is False
+    with pytest.raises(ConfigError, match="profiles.cpu.ablation has unknown key"):
+        settings_from_params(load_params(extra_keys={"profiles": {"cpu": {"ablation": {"epochs": 3}}}}), "dcseg",
+                             ablation=True)
