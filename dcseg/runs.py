@@ -69,13 +69,24 @@ class Run:
                 "ablation": True}
 
 
+# Sections of the selected profile that a stage override may name without the ``profiles.<profile>.`` prefix.
+PROFILE_SECTIONS = ("train", "models", "evaluate", "ablation")
+
+
 def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
-    """``MODEL [--ablation VARIANT] [key=value ...]`` -> (Run, params overrides)."""
-    usage = (f"usage: python stages/{script}.py MODEL [--ablation VARIANT] [key=value ...]  (MODEL: "
-             f"{', '.join(MODEL_NAMES)}; VARIANT, DC-Seg only: {', '.join(ABLATION_VARIANTS)})")
-    if not argv or "=" in argv[0] or argv[0].startswith("-"):
-        raise ConfigError(usage)
-    model, rest, variant, overrides = argv[0], list(argv[1:]), None, []
+    """Stage arguments -> (Run, params overrides). Accepted forms (Hydra-like ``key=value`` or positional):
+
+        rfnet profiles.cpu.train.steps=10
+        model=rfnet train.steps=10                  (``train.``/``models.``/``evaluate.``/``ablation.`` name the
+                                                     selected profile's section; see ``expand_profile_keys``)
+        dcseg --ablation no_rec    or    model=dcseg ablation=no_rec
+    """
+    usage = (f"usage: python stages/{script}.py MODEL [--ablation VARIANT] [key=value ...], or model=MODEL "
+             f"[ablation=VARIANT] [key=value ...]  (MODEL: {', '.join(MODEL_NAMES)}; VARIANT, DC-Seg only: "
+             f"{', '.join(ABLATION_VARIANTS)})")
+    rest, model, variant, overrides = list(argv), None, None, []
+    if rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        model = rest.pop(0)
     while rest:
         arg = rest.pop(0)
         if arg == "--ablation":
@@ -84,8 +95,31 @@ def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
             variant = rest.pop(0)
         elif arg.startswith("--ablation="):
             variant = arg.split("=", 1)[1]
+        elif arg.startswith("model=") and model is None:
+            model = arg.split("=", 1)[1]
+        elif arg.startswith("ablation="):
+            variant = arg.split("=", 1)[1]
         elif "=" in arg and not arg.startswith("-"):
             overrides.append(arg)
         else:
             raise ConfigError(f"unexpected argument {arg!r}; {usage}")
+    if model is None:
+        raise ConfigError(usage)
     return Run(model, variant), overrides
+
+
+def expand_profile_keys(overrides: list[str], params_path=None) -> list[str]:
+    """Rewrite ``train.steps=10`` as ``profiles.<profile>.train.steps=10`` (likewise ``models.``, ``evaluate.``,
+    ``ablation.``), with the profile given by a ``profile=`` override or params.yaml. Other keys pass unchanged,
+    so a typo still fails loudly, with its full name, in ``dcseg.config.load_params``."""
+    from dcseg.config import load_params
+
+    if not any(o.split("=", 1)[0].split(".", 1)[0] in PROFILE_SECTIONS for o in overrides):
+        return list(overrides)
+    profile_overrides = [o for o in overrides if o.split("=", 1)[0] == "profile"]
+    profile = load_params(profile_overrides, path=params_path).profile
+    expanded = []
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        expanded.append(f"profiles.{profile}.{o}" if key.split(".", 1)[0] in PROFILE_SECTIONS else o)
+    return expanded

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from dcseg.checkpoint import data_fingerprint, load_model  # noqa: E402
 from dcseg.cli import run_stage  # noqa: E402
 from dcseg.config import ConfigError, load_params  # noqa: E402
-from dcseg.runs import parse_run_args  # noqa: E402
+from dcseg.runs import expand_profile_keys, parse_run_args  # noqa: E402
 from dcseg.data.splits import read_split  # noqa: E402
 from dcseg.evaluation import format_summary, run_evaluation, settings_from_params  # noqa: E402
 from dcseg.inference import check_patch  # noqa: E402
@@ -27,7 +27,7 @@ PREPROCESSED = Path("data/preprocessed")
 def main(argv):
     run, overrides = parse_run_args(argv, "evaluate")
     model_name = run.model
-    cfg = load_params(overrides)
+    cfg = load_params(expand_profile_keys(overrides))
     settings, et_min_volume = settings_from_params(cfg, model_name)
 
     model_path = run.model_dir / "model.pt"
@@ -48,6 +48,7 @@ def main(argv):
     summary = run_evaluation(model, PREPROCESSED, cases, settings, et_min_volume,
                              run.cases_csv, run.metrics_json, device)
     print(format_summary(summary))
+    print(f"evaluate: {run.name}: {summary['n_cases']} cases x 15 subsets in {summary['seconds']} s")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python stages/train.py MODEL [--ablation VARIANT] [key=value ...]
     e.g.  python stages/train.py rfnet profiles.cpu.train.steps=10
+          python stages/train.py model=rfnet train.steps=10      (train./models./evaluate./ablation. = the profile's)
           python stages/train.py dcseg --ablation no_rec          (an ablation of the paper's Table 2)
           torchrun --nproc_per_node 4 stages/train.py dcseg      (data-parallel: 4 GPUs, or 4 CPU processes)
 
@@ -16,14 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcseg.cli import run_stage  # noqa: E402
 from dcseg.config import load_params  # noqa: E402
-from dcseg.runs import parse_run_args  # noqa: E402
+from dcseg.runs import expand_profile_keys, parse_run_args  # noqa: E402
 
 PREPROCESSED = Path("data/preprocessed")
 
 
 def main(argv):
     run, overrides = parse_run_args(argv, "train")
-    cfg = load_params(overrides)
+    cfg = load_params(expand_profile_keys(overrides))
     from dcseg.distributed import init_from_environment, shutdown
     from dcseg.training import settings_from_params, train
 

@@ -83,7 +83,7 @@ def test_evaluate_stage_writes_per_case_rows_and_table1_means(workdir, monkeypat
     assert np.allclose(wt_tc["dice"], wt_tc["dice_post"])  # post-processing only changes ET
 
     summary = json.loads((workdir / "metrics" / "rfnet.json").read_text())
-    assert summary["n_cases"] == len(TEST_CASES) and summary["seconds"] >= 0
+    assert summary["n_cases"] == len(TEST_CASES) and "seconds" not in summary  # results only: reproducible bytes
     assert list(summary["subsets"]) == [s.name for s in SUBSETS]
     for metric in ("dice", "dice_post", "hd95"):
         for region in REGIONS:

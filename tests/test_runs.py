@@ -7,7 +7,7 @@ import pytest
 from dcseg.config import ConfigError
 from dcseg.losses import ABLATIONS
 from dcseg.models.dcseg import ablation_overrides
-from dcseg.runs import ABLATION_VARIANTS, Run, parse_run_args
+from dcseg.runs import ABLATION_VARIANTS, Run, expand_profile_keys, parse_run_args
 
 
 def test_variants_are_the_paper_table2_rows():
@@ -38,10 +38,26 @@ def test_parse_run_args():
     assert parse_run_args(["rfnet", "a.b=1"], "train") == (Run("rfnet"), ["a.b=1"])
     assert parse_run_args(["dcseg", "--ablation", "no_reg", "x=2"], "train") == (Run("dcseg", "no_reg"), ["x=2"])
     assert parse_run_args(["dcseg", "--ablation=full"], "evaluate")[0] == Run("dcseg", "full")
+    # the Hydra-like form
+    assert parse_run_args(["model=rfnet", "train.steps=10"], "train") == (Run("rfnet"), ["train.steps=10"])
+    assert parse_run_args(["model=dcseg", "ablation=no_mod"], "train") == (Run("dcseg", "no_mod"), [])
+
+
+def test_profile_shorthand_names_the_selected_profile():
+    from dcseg.config import load_params
+
+    assert expand_profile_keys(["train.steps=10", "loss.alpha=0.2"]) == ["profiles.cpu.train.steps=10", "loss.alpha=0.2"]
+    assert expand_profile_keys(["profile=paper", "models.rfnet.crop=96"]) == ["profile=paper",
+                                                                             "profiles.paper.models.rfnet.crop=96"]
+    cfg = load_params(expand_profile_keys(["train.steps=10", "evaluate.overlap=0.25"]))
+    assert cfg.profiles.cpu.train.steps == 10 and cfg.profiles.cpu.evaluate.overlap == 0.25
+    with pytest.raises(ConfigError, match="profiles.cpu.train.stesp"):  # a typo still fails with its full name
+        load_params(expand_profile_keys(["train.stesp=10"]))
 
 
 @pytest.mark.parametrize("argv, message", [
     ([], "usage"),
+    (["train.steps=3"], "usage"),
     (["unet"], "unknown model 'unet'"),
     (["rfnet", "--ablation", "no_rec"], "DC-Seg's"),
     (["dcseg", "--ablation", "no_dice"], "unknown ablation variant 'no_dice'"),

@@ -1,0 +1,92 @@
+"""kill -9 in the middle of each stage, then `dvc repro` again: the pipeline completes and its metrics are
+byte-identical to those of an uninterrupted run (which also shows that two runs give identical metrics).
+
+Runs the real dvc.yaml on a shrunken copy of the real params (5 cases at 5 mm, a few RFNet steps).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .test_dvc_pipeline import _dvc, _ran, _set_params, repo_copy  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+TARGET = "evaluate@rfnet"  # phantom -> preprocess -> train@rfnet -> evaluate@rfnet
+OUTPUTS = ("metrics/rfnet.json", "metrics/rfnet_cases.csv")
+
+
+def _shrink(repo):
+    _set_params(repo, **{
+        "phantom.n_cases": 5, "phantom.voxel_size": 5.0, "preprocess.min_size": [32, 32, 32],
+        "profiles.cpu.train.steps": 6, "profiles.cpu.train.steps_per_epoch": 2, "profiles.cpu.train.log_every": 1,
+        "profiles.cpu.train.checkpoint_every": 1,
+        "profiles.cpu.models.rfnet": {"width": "cpu", "crop": 32, "fuse_warmup_epochs": 1, "eval_patch": 32},
+    })
+
+
+def _outputs(repo) -> dict[str, bytes]:
+    return {name: (repo / name).read_bytes() for name in OUTPUTS}
+
+
+def _repro_killed_when(repo, stage: str, ready, what: str, timeout: float = 300.0) -> str:
+    """Start `dvc repro -f -s STAGE` (rerun just that stage), SIGKILL its whole process group once
+    ``ready(log_text)`` holds; return the log."""
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1",
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    log = repo / f"killed_{what}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", stage], cwd=repo, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        try:
+            while not ready(log.read_text()):
+                if proc.poll() is not None:
+                    raise AssertionError(f"dvc repro ended before the kill point ({what}):\n{log.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"kill point ({what}) not reached in {timeout} s")
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"{what}: the run was not killed (exit {proc.returncode})"
+    return log.read_text()
+
+
+def _has_entries(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def test_kill_9_in_every_stage_then_rerun_gives_identical_metrics(repo_copy):  # noqa: F811
+    _shrink(repo_copy)
+    _dvc(repo_copy, "repro", TARGET)
+    reference = _outputs(repo_copy)
+    summary = json.loads(reference["metrics/rfnet.json"])
+    assert summary["n_cases"] >= 1 and set(summary["average"]["dice"]) == {"WT", "TC", "ET"}
+
+    checkpoint = repo_copy / "checkpoints" / "rfnet" / "last.pt"
+    kill_points = {  # each one strictly inside its stage
+        # the phantom and preprocess stages build their output in a temp folder and rename it at the end
+        "phantom": ("phantom", lambda text: _has_entries(repo_copy / "data/raw/.phantom.tmp")),
+        "preprocess": ("preprocess", lambda text: _has_entries(repo_copy / "data/.preprocessed.tmp")),
+        # once a checkpoint exists, so the rerun resumes from it instead of starting over
+        "train": ("train@rfnet", lambda text: "Running stage 'train@rfnet'" in text and checkpoint.is_file()),
+        # the model is loaded and cases are being scored
+        "evaluate": (TARGET, lambda text: "evaluate: rfnet (" in text),
+    }
+    for what, (stage, ready) in kill_points.items():
+        _repro_killed_when(repo_copy, stage, ready, what)
+        # no run-cache: every interrupted stage really runs again instead of being restored from DVC's cache
+        rerun = _dvc(repo_copy, "repro", "--no-run-cache", TARGET)
+        assert stage in _ran(rerun.stdout), f"{stage} was not rerun after the kill:\n{rerun.stdout}"
+        if what == "train":
+            assert "resuming rfnet from step" in rerun.stdout + rerun.stderr
+        assert _outputs(repo_copy) == reference, f"metrics differ after a kill -9 during {what}"
+        assert "Data and pipelines are up to date" in _dvc(repo_copy, "status", TARGET).stdout
+    assert not checkpoint.exists()  # a finished run removes its checkpoint
