@@ -29,21 +29,39 @@ def save_figure_atomic(fig, path: str | Path, dpi: int = 110) -> None:
         plt.close(fig)
 
 
+def core_slice(label: np.ndarray) -> int:
+    """The axial slice with the most tumour core (else the most tumour, else the middle one)."""
+    core = np.isin(label, (1, 3))
+    per_slice = (core if core.any() else label > 0).sum(axis=(0, 1))
+    return int(per_slice.argmax()) if per_slice.any() else label.shape[2] // 2
+
+
+def axial(volume: np.ndarray, z: int) -> np.ndarray:
+    """Axial slice ``z`` of an ``[X, Y, Z]`` volume, oriented for display."""
+    return np.rot90(np.asarray(volume[:, :, z]))
+
+
+def show_gray(ax, slice_2d: np.ndarray) -> None:
+    """An image slice in grey, windowed to its 1st-99.5th percentile."""
+    ax.imshow(slice_2d, cmap="gray", vmin=np.percentile(slice_2d, 1), vmax=np.percentile(slice_2d, 99.5))
+
+
+def show_labels_on(ax, background: np.ndarray, labels_2d: np.ndarray) -> None:
+    """Labels {0, 1, 2, 3} in the BraTS colours over a grey slice."""
+    show_gray(ax, background)
+    ax.imshow(labels_2d, cmap=LABEL_COLOURS, vmin=0, vmax=3, interpolation="nearest")
+
+
 def plot_case(image: np.ndarray, label: np.ndarray, path: str | Path, title: str, slice_index: int | None = None):
     """Axial slice of the four modalities plus the labels overlaid on FLAIR. ``label`` uses {0, 1, 2, 3}
-    (BraTS 4 already mapped to 3). The slice defaults to the one with the most tumour."""
-    if slice_index is None:  # the slice through most of the tumour core (else of the whole tumour)
-        core = np.isin(label, (1, 3))
-        per_slice = (core if core.any() else label > 0).sum(axis=(0, 1))
-        slice_index = int(per_slice.argmax()) if per_slice.any() else label.shape[2] // 2
+    (BraTS 4 already mapped to 3). The slice defaults to the one through most of the tumour core."""
+    if slice_index is None:
+        slice_index = core_slice(label)
     fig, axes = plt.subplots(1, len(MODALITIES) + 1, figsize=(3 * (len(MODALITIES) + 1), 3.4))
     for ax, k in zip(axes, range(len(MODALITIES))):
-        sl = np.rot90(image[k, :, :, slice_index])
-        ax.imshow(sl, cmap="gray", vmin=np.percentile(sl, 1), vmax=np.percentile(sl, 99.5))
+        show_gray(ax, axial(image[k], slice_index))
         ax.set_title(MODALITY_LABELS[MODALITIES[k]])
-    flair = np.rot90(image[0, :, :, slice_index])
-    axes[-1].imshow(flair, cmap="gray", vmin=np.percentile(flair, 1), vmax=np.percentile(flair, 99.5))
-    axes[-1].imshow(np.rot90(label[:, :, slice_index]), cmap=LABEL_COLOURS, vmin=0, vmax=3, interpolation="nearest")
+    show_labels_on(axes[-1], axial(image[0], slice_index), axial(label, slice_index))
     axes[-1].set_title("labels: NCR red, ED green, ET yellow", fontsize=8)
     for ax in axes:
         ax.axis("off")

@@ -36,7 +36,7 @@ from dcseg.data.brats import MODALITIES
 from dcseg.data.errors import DataError
 from dcseg.data.preprocess import load_case
 from dcseg.evaluation import CASE_COLUMNS, METRICS, settings_from_params
-from dcseg.figures import LABEL_COLOURS, LABEL_NAMES, save_figure_atomic
+from dcseg.figures import LABEL_COLOURS, LABEL_NAMES, axial, core_slice, save_figure_atomic, show_gray, show_labels_on
 from dcseg.inference import InferenceSettings, check_patch, predict_labels
 from dcseg.io import write_text_atomic
 from dcseg.losses import ABLATIONS, LossTerms
@@ -707,26 +707,6 @@ def plot_dice_heatmap(tables: dict[str, dict[str, dict[str, float]]], et_column:
     return fig
 
 
-def core_slice(label: np.ndarray) -> int:
-    """The axial slice with the most tumour core (else the most tumour, else the middle one)."""
-    core = np.isin(label, (1, 3))
-    per_slice = (core if core.any() else label > 0).sum(axis=(0, 1))
-    return int(per_slice.argmax()) if per_slice.any() else label.shape[2] // 2
-
-
-def _axial(volume: np.ndarray, z: int) -> np.ndarray:
-    return np.rot90(np.asarray(volume[:, :, z]))  # as dcseg.figures.plot_case shows slices
-
-
-def _show_gray(ax, slice_2d: np.ndarray) -> None:
-    ax.imshow(slice_2d, cmap="gray", vmin=np.percentile(slice_2d, 1), vmax=np.percentile(slice_2d, 99.5))
-
-
-def _show_labels_on(ax, background: np.ndarray, labels_2d: np.ndarray) -> None:
-    _show_gray(ax, background)
-    ax.imshow(labels_2d, cmap=LABEL_COLOURS, vmin=0, vmax=3, interpolation="nearest")
-
-
 def _case_dice(prediction: np.ndarray, label: np.ndarray) -> str:
     """Raw Dice (%) of one prediction over the whole volume, per region, for a panel title."""
     predicted, truth = brats_regions(prediction), brats_regions(label)
@@ -742,15 +722,15 @@ def plot_example_case(image: np.ndarray, label: np.ndarray, predictions: dict[st
     n_columns = max(len(PAPER_MODALITY_ORDER) + 1, len(subsets))
     fig, axes = plt.subplots(1 + len(predictions), n_columns, squeeze=False,
                              figsize=(2.3 * n_columns, 2.5 * (1 + len(predictions)) + 0.6))
-    flair = _axial(image[MODALITIES.index("flair")], z)
+    flair = axial(image[MODALITIES.index("flair")], z)
     for ax, modality in zip(axes[0], PAPER_MODALITY_ORDER):
-        _show_gray(ax, _axial(image[MODALITIES.index(modality)], z))
+        show_gray(ax, axial(image[MODALITIES.index(modality)], z))
         ax.set_title(MODALITY_LABELS[modality])
-    _show_labels_on(axes[0, len(PAPER_MODALITY_ORDER)], flair, _axial(label, z))
+    show_labels_on(axes[0, len(PAPER_MODALITY_ORDER)], flair, axial(label, z))
     axes[0, len(PAPER_MODALITY_ORDER)].set_title("ground truth")
     for row, (method, labels) in enumerate(predictions.items(), start=1):
         for column, subset in enumerate(subsets):
-            _show_labels_on(axes[row, column], flair, _axial(labels[column], z))
+            show_labels_on(axes[row, column], flair, axial(labels[column], z))
             axes[row, column].set_title(f"{subset.label}\n{_case_dice(labels[column], label)}", fontsize=8)
         axes[row, 0].set_ylabel(method, fontsize=11)
     used = {(0, c) for c in range(len(PAPER_MODALITY_ORDER) + 1)}
@@ -924,7 +904,7 @@ def run_report(cfg: DictConfig, root: str | Path = ".", out_dir: str | Path | No
 
 
 __all__ = ["ABLATION_ROWS", "AVERAGE", "METHODS", "PairedTest", "Provenance", "Report", "ReportSettings", "ROWS",
-           "best_keys", "bootstrap_ci", "build_report", "choose_example_case", "core_slice", "describe_commit",
+           "best_keys", "bootstrap_ci", "build_report", "choose_example_case", "describe_commit",
            "dice_table", "hd95_table", "load_case_metrics", "load_manifest", "load_paper_table1",
            "load_paper_table2", "load_run_metrics", "load_train_summary", "markdown_table", "method_statistics",
            "paired_wilcoxon", "per_case_average", "plot_dice_heatmap", "plot_example_case", "predict_example_case",

@@ -1,4 +1,5 @@
-"""The tiny training run shared by tests/test_distributed.py and its torchrun worker."""
+"""Tiny model widths (shared by the training tests) and the tiny training run of tests/test_distributed.py and its
+torchrun worker."""
 
 from dcseg.data.sampler import AugmentConfig
 from dcseg.training import TrainSettings

@@ -14,12 +14,8 @@ from dcseg.subsets import SUBSET_MASKS
 from dcseg.training import TrainSettings, poly_lr, train
 
 from .conftest import make_arrays, write_case
+from .ddp_settings import TINY
 
-TINY = {
-    "rfnet": {"base_channels": 4},
-    "dcseg": {"base_channels": 4, "modality_encoder_widths": (4, 4, 4, 4, 4)},
-    "mmformer": {"base_channels": 4, "transformer_dim": 16, "mlp_dim": 32, "heads": 2},
-}
 
 
 def tiny_settings(model, **kw):
