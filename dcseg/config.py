@@ -40,17 +40,22 @@ def load_params(overrides: list[str] | None = None, path: str | Path | None = No
     if extra_keys:
         cfg = OmegaConf.merge(cfg, extra_keys)
     OmegaConf.set_struct(cfg, True)
-    for item in overrides or []:
+    apply_overrides(cfg, overrides or [], path)
+    return cfg
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str], source: str | Path) -> None:
+    """Apply ``key=value`` overrides in place; a key that ``source`` (the params file) lacks fails with its name."""
+    for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key = item.split("=", 1)[0]
         try:
             cfg.merge_with_dotlist([item])
         except (ConfigKeyError, ConfigAttributeError) as e:
-            raise ConfigError(f"unknown key {key!r} in override {item!r} (not in {path})") from e
+            raise ConfigError(f"unknown key {key!r} in override {item!r} (not in {source})") from e
         except OmegaConfBaseException as e:
             raise ConfigError(f"bad override {item!r}: {e}") from e
-    return cfg
 
 
 def require(cfg: DictConfig, key: str, choices=None):

@@ -128,14 +128,6 @@ def report_params_hash(cfg: DictConfig, trainings: dict[str, dict]) -> str:
 # Inputs: each loader checks what the report relies on and names the file when something is off
 
 
-def _evaluate_stage(run: Run) -> str:
-    return f"evaluate@{run.model}" if run.variant is None else f"ablation_evaluate@{run.variant}"
-
-
-def _train_stage(run: Run) -> str:
-    return f"train@{run.model}" if run.variant is None else f"ablation_train@{run.variant}"
-
-
 def _read_json(path: Path, produced_by: str) -> dict:
     if not path.is_file():
         raise DataError(f"{path} is missing; run `dvc repro {produced_by}` first")
@@ -161,7 +153,7 @@ def _number_at(data: dict, keys: tuple[str, ...], path: Path) -> float:
 def load_run_metrics(path: str | Path, run: Run) -> dict:
     """An evaluate stage's summary (``metrics/<run>.json``), checked for all 15 subsets x metrics x regions."""
     path = Path(path)
-    data = _read_json(path, _evaluate_stage(run))
+    data = _read_json(path, run.evaluate_stage)
     subsets = data.get("subsets")
     if not isinstance(subsets, dict):
         raise DataError(f"{path} has no 'subsets' object; expected the evaluate stage's summary")
@@ -182,7 +174,7 @@ def load_case_metrics(path: str | Path, run: Run) -> pd.DataFrame:
     """An evaluate stage's per-case CSV, checked: every case has each of the 15 subsets x 3 regions exactly once."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} is missing; run `dvc repro {_evaluate_stage(run)}` first")
+        raise DataError(f"{path} is missing; run `dvc repro {run.evaluate_stage}` first")
     try:
         cases = pd.read_csv(path, dtype={"case": str, "subset": str, "region": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -213,7 +205,7 @@ def load_case_metrics(path: str | Path, run: Run) -> pd.DataFrame:
 def load_train_summary(path: str | Path, run: Run) -> dict:
     """A training stage's ``train_summary.json``, checked for what the report headers show."""
     path = Path(path)
-    data = _read_json(path, _train_stage(run))
+    data = _read_json(path, run.train_stage)
     _number_at(data, ("steps",), path)
     _number_at(data, ("seconds_per_step",), path)
     settings = data.get("settings")
@@ -835,7 +827,7 @@ def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: boo
         n_csv = cases[name]["case"].nunique()
         if metrics[name]["n_cases"] != n_csv:
             raise DataError(f"{root / runs[name].metrics_json} says n_cases {metrics[name]['n_cases']} but "
-                            f"{cases_files[name]} has {n_csv} cases; rerun `dvc repro {_evaluate_stage(runs[name])}`")
+                            f"{cases_files[name]} has {n_csv} cases; rerun `dvc repro {runs[name].evaluate_stage}`")
     per_case = {name: per_case_average(cases[name], settings.et_column) for name in runs}
     _check_same_cases(per_case, cases_files)
 

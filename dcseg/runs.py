@@ -41,6 +41,16 @@ class Run:
         return self.model if self.variant is None else f"{self.model}_{self.variant}"
 
     @property
+    def train_stage(self) -> str:
+        """The dvc.yaml stage that trains this run."""
+        return f"train@{self.name}"
+
+    @property
+    def evaluate_stage(self) -> str:
+        """The dvc.yaml stage that evaluates this run."""
+        return f"evaluate@{self.name}"
+
+    @property
     def model_dir(self) -> Path:
         return Path("models") / self.name
 
@@ -108,18 +118,21 @@ def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
     return Run(model, variant), overrides
 
 
-def expand_profile_keys(overrides: list[str], params_path=None) -> list[str]:
+def expand_profile_keys(overrides: list[str], profile: str) -> list[str]:
     """Rewrite ``train.steps=10`` as ``profiles.<profile>.train.steps=10`` (likewise ``models.``, ``evaluate.``,
-    ``ablation.``), with the profile given by a ``profile=`` override or params.yaml. Other keys pass unchanged,
-    so a typo still fails loudly, with its full name, in ``dcseg.config.load_params``."""
-    from dcseg.config import load_params
+    ``ablation.``). Other keys pass unchanged, so a typo still fails loudly, with its full name."""
+    return [f"profiles.{profile}.{o}" if o.split("=", 1)[0].split(".", 1)[0] in PROFILE_SECTIONS else o
+            for o in overrides]
 
-    if not any(o.split("=", 1)[0].split(".", 1)[0] in PROFILE_SECTIONS for o in overrides):
-        return list(overrides)
+
+def load_run_params(overrides: list[str], params_path=None):
+    """params.yaml with a stage's overrides applied. A ``profile=`` override applies first, so the shorthand keys
+    of ``expand_profile_keys`` name the profile the stage will actually use."""
+    from dcseg.config import apply_overrides, load_params
+
+    cfg = load_params(path=params_path)
     profile_overrides = [o for o in overrides if o.split("=", 1)[0] == "profile"]
-    profile = load_params(profile_overrides, path=params_path).profile
-    expanded = []
-    for o in overrides:
-        key = o.split("=", 1)[0]
-        expanded.append(f"profiles.{profile}.{o}" if key.split(".", 1)[0] in PROFILE_SECTIONS else o)
-    return expanded
+    apply_overrides(cfg, profile_overrides, params_path or "params.yaml")
+    others = [o for o in overrides if o not in profile_overrides]
+    apply_overrides(cfg, expand_profile_keys(others, cfg.profile), params_path or "params.yaml")
+    return cfg

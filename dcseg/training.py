@@ -180,6 +180,8 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             model.load_state_dict(ckpt["state_dict"])  # every rank resumes from the same file
             optimiser.load_state_dict(ckpt["optimiser"])
             torch.set_rng_state(ckpt["torch_rng"])
+            if device.type == "cuda" and "cuda_rng" in ckpt:  # dropout and sampling on the GPU draw from this one
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
             start_step, history = int(ckpt["step"]), list(ckpt["history"])
             if ctx.is_main:
                 print(f"train: resuming {settings.model} from step {start_step} ({checkpoint_path})")
@@ -246,7 +248,9 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
         if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps and ctx.is_main:
             save_atomic({"format_version": 1, "fingerprint": fingerprint, "step": step + 1,
                          "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
-                         "torch_rng": torch.get_rng_state(), "history": history}, checkpoint_path)
+                         "torch_rng": torch.get_rng_state(), "history": history,
+                         **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
+                        checkpoint_path)
     if live:
         live.end()
     if ctx.world_size > 1:

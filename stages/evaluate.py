@@ -15,8 +15,8 @@ import torch  # noqa: E402
 
 from dcseg.checkpoint import data_fingerprint, load_model  # noqa: E402
 from dcseg.cli import run_stage  # noqa: E402
-from dcseg.config import ConfigError, load_params  # noqa: E402
-from dcseg.runs import expand_profile_keys, parse_run_args  # noqa: E402
+from dcseg.config import ConfigError  # noqa: E402
+from dcseg.runs import load_run_params, parse_run_args  # noqa: E402
 from dcseg.data.splits import read_split  # noqa: E402
 from dcseg.evaluation import format_summary, run_evaluation, settings_from_params  # noqa: E402
 from dcseg.inference import check_patch  # noqa: E402
@@ -26,17 +26,16 @@ PREPROCESSED = Path("data/preprocessed")
 
 def main(argv):
     run, overrides = parse_run_args(argv, "evaluate")
-    model_name = run.model
-    cfg = load_params(expand_profile_keys(overrides))
-    settings, et_min_volume = settings_from_params(cfg, model_name)
+    cfg = load_run_params(overrides)
+    settings, et_min_volume = settings_from_params(cfg, run.model)
 
     model_path = run.model_dir / "model.pt"
-    model, meta = load_model(model_path, expected={"model": model_name,
+    model, meta = load_model(model_path, expected={"model": run.model,
                                                    "data_hash": data_fingerprint(PREPROCESSED)})
     try:
         check_patch(model, settings.patch)
     except ValueError as e:
-        raise ConfigError(f"profiles.{cfg.profile}.models.{model_name}.eval_patch: {e}") from e
+        raise ConfigError(f"profiles.{cfg.profile}.models.{run.model}.eval_patch: {e}") from e
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     if settings.channels_last:

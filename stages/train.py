@@ -16,15 +16,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcseg.cli import run_stage  # noqa: E402
-from dcseg.config import load_params  # noqa: E402
-from dcseg.runs import expand_profile_keys, parse_run_args  # noqa: E402
+from dcseg.runs import load_run_params, parse_run_args  # noqa: E402
 
 PREPROCESSED = Path("data/preprocessed")
 
 
 def main(argv):
     run, overrides = parse_run_args(argv, "train")
-    cfg = load_params(expand_profile_keys(overrides))
+    cfg = load_run_params(overrides)
     from dcseg.distributed import init_from_environment, shutdown
     from dcseg.training import settings_from_params, train
 

@@ -119,7 +119,7 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
     })
     models = ("dcseg", "rfnet", "mmformer")
     variants = ("full", "no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")
-    dcseg_stages = ["train@dcseg", "evaluate@dcseg"] + [f"ablation_{s}@{v}" for s in ("train", "evaluate")
+    dcseg_stages = ["train@dcseg", "evaluate@dcseg"] + [f"{s}@dcseg_{v}" for s in ("train", "evaluate")
                                                         for v in variants] + ["report"]
     ran = _ran(_dvc(repo_copy, "repro").stdout)
     assert ran[:2] == ["phantom", "preprocess"] and ran[-1] == "report"
@@ -143,7 +143,7 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
     _set_params(repo_copy, **{"loss.alpha": 0.2})
     # --dry lists the stages that read the key (it cannot know which outputs the others would then change)
     dry = set(_ran(_dvc(repo_copy, "repro", "--dry").stdout))
-    assert {"train@dcseg"} | {f"ablation_train@{v}" for v in variants} <= dry <= set(dcseg_stages)
+    assert {"train@dcseg"} | {f"train@dcseg_{v}" for v in variants} <= dry <= set(dcseg_stages)
     assert sorted(_ran(_dvc(repo_copy, "repro").stdout)) == sorted(dcseg_stages)
     # an evaluation key reruns every evaluation and the report, no training
     _set_params(repo_copy, **{"profiles.cpu.evaluate.overlap": 0.25})

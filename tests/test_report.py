@@ -316,7 +316,7 @@ def test_missing_ablation_metrics_names_the_file_and_writes_nothing(tmp_path):
     write_manifest(tmp_path, CASES[:3])
     (tmp_path / "metrics" / "dcseg_no_rec.json").unlink()
     with pytest.raises(DataError, match=r"metrics/dcseg_no_rec\.json is missing; run `dvc repro "
-                                        r"ablation_evaluate@no_rec`"):
+                                        r"evaluate@dcseg_no_rec`"):
         run_report(_cfg(), tmp_path, with_example_case=False)
     assert not (tmp_path / "reports").exists()
 

@@ -7,7 +7,7 @@ import pytest
 from dcseg.config import ConfigError
 from dcseg.losses import ABLATIONS
 from dcseg.models.dcseg import ablation_overrides
-from dcseg.runs import ABLATION_VARIANTS, Run, expand_profile_keys, parse_run_args
+from dcseg.runs import ABLATION_VARIANTS, Run, expand_profile_keys, load_run_params, parse_run_args
 
 
 def test_variants_are_the_paper_table2_rows():
@@ -23,6 +23,22 @@ def test_paths_of_main_and_variant_runs():
     assert v.model_dir == Path("models/dcseg_no_rec")
     assert v.checkpoint == Path("checkpoints/dcseg_no_rec/last.pt")
     assert v.cases_csv == Path("metrics/dcseg_no_rec_cases.csv")
+
+
+def test_every_run_has_its_stages_in_dvc_yaml_with_matching_arguments():
+    """dvc.yaml's foreach items and dcseg.runs agree: stage names, command arguments and output paths."""
+    import yaml
+
+    stages = yaml.safe_load((Path(__file__).resolve().parent.parent / "dvc.yaml").read_text())["stages"]
+    runs = [Run(m) for m in ("dcseg", "rfnet", "mmformer")] + [Run("dcseg", v) for v in ABLATION_VARIANTS]
+    for stage in ("train", "evaluate"):
+        items = stages[stage]["foreach"]
+        assert set(items) == {run.name for run in runs}
+        for run in runs:
+            assert getattr(run, f"{stage}_stage") == f"{stage}@{run.name}"
+            argv = [items[run.name]["model"]] + items[run.name]["args"].split()
+            assert parse_run_args(argv, stage) == (run, [])
+    assert stages["train"]["do"]["outs"] == ["models/${key}"]  # = Run.model_dir
 
 
 @pytest.mark.parametrize("variant", ABLATION_VARIANTS)
@@ -44,15 +60,17 @@ def test_parse_run_args():
 
 
 def test_profile_shorthand_names_the_selected_profile():
-    from dcseg.config import load_params
-
-    assert expand_profile_keys(["train.steps=10", "loss.alpha=0.2"]) == ["profiles.cpu.train.steps=10", "loss.alpha=0.2"]
-    assert expand_profile_keys(["profile=paper", "models.rfnet.crop=96"]) == ["profile=paper",
-                                                                             "profiles.paper.models.rfnet.crop=96"]
-    cfg = load_params(expand_profile_keys(["train.steps=10", "evaluate.overlap=0.25"]))
+    assert expand_profile_keys(["train.steps=10", "loss.alpha=0.2"], "cpu") == ["profiles.cpu.train.steps=10",
+                                                                               "loss.alpha=0.2"]
+    assert expand_profile_keys(["models.rfnet.crop=96"], "paper") == ["profiles.paper.models.rfnet.crop=96"]
+    cfg = load_run_params(["train.steps=10", "evaluate.overlap=0.25"])
     assert cfg.profiles.cpu.train.steps == 10 and cfg.profiles.cpu.evaluate.overlap == 0.25
+    # a profile= override applies first, wherever it stands, so the shorthand names the profile actually used
+    cfg = load_run_params(["models.rfnet.crop=96", "profile=paper"])
+    assert cfg.profile == "paper" and cfg.profiles.paper.models.rfnet.crop == 96
+    assert cfg.profiles.cpu.models.rfnet.crop != 96
     with pytest.raises(ConfigError, match="profiles.cpu.train.stesp"):  # a typo still fails with its full name
-        load_params(expand_profile_keys(["train.stesp=10"]))
+        load_run_params(["train.stesp=10"])
 
 
 @pytest.mark.parametrize("argv, message", [
