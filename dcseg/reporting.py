@@ -448,13 +448,20 @@ class Provenance:
     n_test_cases: int
 
 
+# What the pipeline itself rewrites while it runs: DVC updates dvc.lock after each stage and deletes a stage's
+# outputs before running it, so these differ from HEAD during any `dvc repro` and say nothing about the code.
+PIPELINE_RESULTS = ("dvc.lock", "metrics", "reports")
+
+
 def describe_commit(directory: str | Path) -> str:
-    """``git rev-parse --short HEAD``, plus "+ uncommitted changes" when tracked files differ; "unknown" without
-    git or outside a repository."""
+    """``git rev-parse --short HEAD``, plus "+ uncommitted changes" when tracked files other than the pipeline's
+    own results (``PIPELINE_RESULTS``) differ; "unknown" without git or outside a repository."""
     try:
         run = dict(cwd=directory, capture_output=True, text=True, check=True, timeout=30)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **run).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip()
+        excluded = [f":(exclude){path}" for path in PIPELINE_RESULTS]
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
+                                 **run).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit} + uncommitted changes" if changed else commit

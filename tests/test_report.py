@@ -418,3 +418,30 @@ def test_example_figure_from_given_predictions():
     assert titles[:5] == ["FLAIR", "T1", "T1ce", "T2", "ground truth"]
     assert titles[5] == "FLAIR\nWT 100 TC 100 ET 100" and titles[6].startswith("FLAIR+T1ce+T1+T2\nWT 0 ")
     plt.close(figure)
+
+
+def test_commit_line_ignores_the_pipelines_own_results_but_not_code(tmp_path):
+    """DVC rewrites dvc.lock and deletes a stage's outputs while it runs; only other changes make the tree dirty."""
+    import subprocess
+
+    from dcseg.reporting import describe_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for path in ("dvc.lock", "metrics/rfnet.json", "reports/table1.md", "dcseg/code.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("v1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    clean = describe_commit(tmp_path)
+    assert len(clean) >= 7 and "uncommitted" not in clean
+    (tmp_path / "dvc.lock").write_text("v2\n")
+    (tmp_path / "reports/table1.md").unlink()
+    (tmp_path / "metrics/rfnet.json").write_text("v2\n")
+    assert describe_commit(tmp_path) == clean
+    (tmp_path / "dcseg/code.py").write_text("v2\n")
+    assert describe_commit(tmp_path) == f"{clean} + uncommitted changes"
+    assert describe_commit(tmp_path / "dcseg") == f"{clean} + uncommitted changes"  # run from a subfolder
