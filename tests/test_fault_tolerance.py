@@ -36,11 +36,21 @@ def _outputs(repo) -> dict[str, bytes]:
     return {name: (repo / name).read_bytes() for name in OUTPUTS}
 
 
-def _repro_killed_when(repo, stage: str, ready, what: str, timeout: float = 300.0) -> str:
+def _repro_killed_when(repo, stage: str, ready, what: str, timeout: float = 300.0, slow_saves: bool = False) -> str:
     """Start `dvc repro -f -s STAGE` (rerun just that stage), SIGKILL its whole process group once
-    ``ready(log_text)`` holds; return the log."""
+    ``ready(log_text)`` holds; return the log. ``slow_saves``: every ``numpy.save`` in the stage's processes
+    first sleeps 0.2 s, so a stage that writes its files in a fraction of a second stays long enough inside its
+    temp folder for the kill to land there (a sitecustomize on PYTHONPATH; the code under test is unchanged)."""
     env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if slow_saves:
+        hook = repo.parent / "slow_saves"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(
+            "import time\nimport numpy\n_save = numpy.save\n\n\n"
+            "def _slow_save(*args, **kwargs):\n    time.sleep(0.2)\n    return _save(*args, **kwargs)\n\n\n"
+            "numpy.save = _slow_save\n")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
     log = repo / f"killed_{what}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", stage], cwd=repo, env=env, stdout=out,
@@ -76,14 +86,15 @@ def test_kill_9_in_every_stage_then_rerun_gives_identical_metrics(repo_copy):  #
     kill_points = {  # each one strictly inside its stage
         # the phantom and preprocess stages build their output in a temp folder and rename it at the end
         "phantom": ("phantom", lambda text: _has_entries(repo_copy / "data/raw/.phantom.tmp")),
-        "preprocess": ("preprocess", lambda text: _has_entries(repo_copy / "data/.preprocessed.tmp")),
+        # (5 tiny cases take 0.1 s: numpy.save is slowed so the kill cannot miss that window)
+        "preprocess": ("preprocess", lambda text: _has_entries(repo_copy / "data/.preprocessed.tmp"), True),
         # once a checkpoint exists, so the rerun resumes from it instead of starting over
         "train": ("train@rfnet", lambda text: "Running stage 'train@rfnet'" in text and checkpoint.is_file()),
         # the model is loaded and cases are being scored
         "evaluate": (TARGET, lambda text: "evaluate: rfnet (" in text),
     }
-    for what, (stage, ready) in kill_points.items():
-        _repro_killed_when(repo_copy, stage, ready, what)
+    for what, (stage, ready, *slow_saves) in kill_points.items():
+        _repro_killed_when(repo_copy, stage, ready, what, slow_saves=bool(slow_saves))
         _dvc(repo_copy, "repro", TARGET)  # completes (DVC restores what its cache holds, reruns the rest)
         assert _outputs(repo_copy) == reference, f"metrics differ after a kill -9 during {what}"
         forced = _dvc(repo_copy, "repro", "--force", "--single-item", stage)  # recompute the killed stage itself
