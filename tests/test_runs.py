@@ -41,6 +41,20 @@ def test_every_run_has_its_stages_in_dvc_yaml_with_matching_arguments():
     assert stages["train"]["do"]["outs"] == ["models/${key}"]  # = Run.model_dir
 
 
+def test_committed_lock_names_only_stages_of_dvc_yaml():
+    """DVC keeps the lock entries of a stage that left dvc.yaml; stale ones would mislead a reader of dvc.lock."""
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    names = {f"{name}@{key}" if "foreach" in stage else name
+             for name, stage in stages.items() for key in (stage.get("foreach") or [None])}
+    lock = repo / "dvc.lock"
+    if not lock.is_file():
+        pytest.skip("no dvc.lock in this checkout")
+    assert set(yaml.safe_load(lock.read_text())["stages"]) <= names
+
+
 @pytest.mark.parametrize("variant", ABLATION_VARIANTS)
 def test_variant_train_options_switch_terms_and_modules(variant):
     options = Run("dcseg", variant).train_options()
