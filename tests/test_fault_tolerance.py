@@ -83,18 +83,18 @@ def test_kill_9_in_every_stage_then_rerun_gives_identical_metrics(repo_copy):  #
     assert summary["n_cases"] >= 1 and set(summary["average"]["dice"]) == {"WT", "TC", "ET"}
 
     checkpoint = repo_copy / "checkpoints" / "rfnet" / "last.pt"
-    kill_points = {  # each one strictly inside its stage
+    kill_points = {  # what: (stage, ready(log_text), slow_saves), each one strictly inside its stage
         # the phantom and preprocess stages build their output in a temp folder and rename it at the end
-        "phantom": ("phantom", lambda text: _has_entries(repo_copy / "data/raw/.phantom.tmp")),
+        "phantom": ("phantom", lambda text: _has_entries(repo_copy / "data/raw/.phantom.tmp"), False),
         # (5 tiny cases take 0.1 s: numpy.save is slowed so the kill cannot miss that window)
         "preprocess": ("preprocess", lambda text: _has_entries(repo_copy / "data/.preprocessed.tmp"), True),
         # once a checkpoint exists, so the rerun resumes from it instead of starting over
-        "train": ("train@rfnet", lambda text: "Running stage 'train@rfnet'" in text and checkpoint.is_file()),
+        "train": ("train@rfnet", lambda text: "Running stage 'train@rfnet'" in text and checkpoint.is_file(), False),
         # the model is loaded and cases are being scored
-        "evaluate": (TARGET, lambda text: "evaluate: rfnet (" in text),
+        "evaluate": (TARGET, lambda text: "evaluate: rfnet (" in text, False),
     }
-    for what, (stage, ready, *slow_saves) in kill_points.items():
-        _repro_killed_when(repo_copy, stage, ready, what, slow_saves=bool(slow_saves))
+    for what, (stage, ready, slow_saves) in kill_points.items():
+        _repro_killed_when(repo_copy, stage, ready, what, slow_saves=slow_saves)
         _dvc(repo_copy, "repro", TARGET)  # completes (DVC restores what its cache holds, reruns the rest)
         assert _outputs(repo_copy) == reference, f"metrics differ after a kill -9 during {what}"
         forced = _dvc(repo_copy, "repro", "--force", "--single-item", stage)  # recompute the killed stage itself

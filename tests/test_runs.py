@@ -9,6 +9,8 @@ from dcseg.losses import ABLATIONS
 from dcseg.models.dcseg import ablation_overrides
 from dcseg.runs import ABLATION_VARIANTS, Run, expand_profile_keys, load_run_params, parse_run_args
 
+from .conftest import REPO
+
 
 def test_variants_are_the_paper_table2_rows():
     assert ABLATION_VARIANTS == ("full", "no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")
@@ -25,31 +27,37 @@ def test_paths_of_main_and_variant_runs():
     assert v.cases_csv == Path("metrics/dcseg_no_rec_cases.csv")
 
 
-def test_every_run_has_its_stages_in_dvc_yaml_with_matching_arguments():
-    """dvc.yaml's foreach items and dcseg.runs agree: stage names, command arguments and output paths."""
+def _dvc_yaml() -> dict:
     import yaml
 
-    stages = yaml.safe_load((Path(__file__).resolve().parent.parent / "dvc.yaml").read_text())["stages"]
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def test_every_run_has_its_stages_in_dvc_yaml_with_matching_arguments():
+    """dvc.yaml's runs (the ``vars`` that train and evaluate iterate over) and dcseg.runs agree: stage names,
+    command arguments and output paths."""
+    pipeline = _dvc_yaml()
+    items = next(v["runs"] for v in pipeline["vars"] if "runs" in v)
     runs = [Run(m) for m in ("dcseg", "rfnet", "mmformer")] + [Run("dcseg", v) for v in ABLATION_VARIANTS]
+    assert set(items) == {run.name for run in runs}
     for stage in ("train", "evaluate"):
-        items = stages[stage]["foreach"]
-        assert set(items) == {run.name for run in runs}
+        assert pipeline["stages"][stage]["foreach"] == "${runs}"
         for run in runs:
             assert getattr(run, f"{stage}_stage") == f"{stage}@{run.name}"
             argv = [items[run.name]["model"]] + items[run.name]["args"].split()
             assert parse_run_args(argv, stage) == (run, [])
-    assert stages["train"]["do"]["outs"] == ["models/${key}"]  # = Run.model_dir
+    assert pipeline["stages"]["train"]["do"]["outs"] == ["models/${key}"]  # = Run.model_dir
 
 
 def test_committed_lock_names_only_stages_of_dvc_yaml():
     """DVC keeps the lock entries of a stage that left dvc.yaml; stale ones would mislead a reader of dvc.lock."""
     import yaml
 
-    repo = Path(__file__).resolve().parent.parent
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    pipeline = _dvc_yaml()
+    runs = next(v["runs"] for v in pipeline["vars"] if "runs" in v)
     names = {f"{name}@{key}" if "foreach" in stage else name
-             for name, stage in stages.items() for key in (stage.get("foreach") or [None])}
-    lock = repo / "dvc.lock"
+             for name, stage in pipeline["stages"].items() for key in (runs if "foreach" in stage else [None])}
+    lock = REPO / "dvc.lock"
     if not lock.is_file():
         pytest.skip("no dvc.lock in this checkout")
     assert set(yaml.safe_load(lock.read_text())["stages"]) <= names
