@@ -35,9 +35,10 @@ PREPROCESSED = Path("data/preprocessed")
 def train_and_evaluate(settings, cfg, out: Path) -> tuple[dict, dict]:
     summary = train(settings, PREPROCESSED, out / "model", out / "ckpt.pt", progress=True)
     model, _ = load_model(out / "model" / "model.pt")
-    inference, et_min = eval_settings(cfg, settings.model)
+    inference, et_min, device, hardware = eval_settings(cfg, settings.model)
     cases = read_split(PREPROCESSED / "split")["test"]
-    metrics = run_evaluation(model, PREPROCESSED, cases, inference, et_min, out / "cases.csv", out / "metrics.json")
+    metrics = run_evaluation(model.to(device), PREPROCESSED, cases, inference, et_min, out / "cases.csv",
+                             out / "metrics.json", device, hardware=hardware)
     return summary, metrics
 
 

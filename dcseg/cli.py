@@ -17,12 +17,17 @@ def default_workers() -> int:
     return int(os.environ.get("DCSEG_WORKERS", max(1, min(4, os.cpu_count() or 1))))
 
 
-def run_stage(name: str, main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
-    """Run ``main(overrides)``; bad data or config stops the stage with one clear line and exit status 1."""
+def run_stage(name: str, main: Callable[[list[str]], None], argv: list[str] | None = None,
+              torch_threads: bool = False) -> None:
+    """Run ``main(overrides)``; bad data or config stops the stage with one clear line and exit status 1.
+    ``torch_threads``: the stage runs a network; give it one thread per idle CPU (dcseg.hardware.set_threads)."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(f"usage: python stages/{name}.py [key=value ...]   (keys as in params.yaml)")
         return
+    if torch_threads:
+        from dcseg.hardware import set_threads
+        print(f"{name}: {set_threads()}")
     start = time.perf_counter()
     try:
         main(argv)

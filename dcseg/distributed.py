@@ -26,22 +26,20 @@ class DistributedContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def device(self) -> torch.device:
-        if torch.cuda.is_available():
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
 
+def init_from_environment(device: str = "auto") -> DistributedContext:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1); a no-op otherwise.
+    ``device``: the run's device setting (dcseg.hardware), which picks NCCL (CUDA) or gloo (CPU)."""
+    from dcseg.hardware import resolve_device
 
-def init_from_environment() -> DistributedContext:
-    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1); a no-op otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1 or dist.is_initialized():
         return current_context()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    cuda = resolve_device(device, local_rank).type == "cuda"
+    if cuda:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group("nccl" if cuda else "gloo")
     return current_context()
 
 

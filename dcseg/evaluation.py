@@ -23,7 +23,8 @@ from dcseg.io import write_text_atomic
 from dcseg.config import ConfigError, require
 from dcseg.data.errors import DataError
 from dcseg.data.preprocess import load_case
-from dcseg.inference import PRECISIONS, WEIGHTINGS, InferenceSettings, predict_labels
+from dcseg.hardware import DEVICES, PRECISIONS, Hardware, resolve
+from dcseg.inference import WEIGHTINGS, InferenceSettings, predict_labels
 from dcseg.metrics import REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels, remove_small_et
 from dcseg.subsets import SUBSET_MASKS, SUBSETS, Subset
 
@@ -33,22 +34,32 @@ AXES = "xyz"
 MANIFEST_COLUMNS = ("case",) + tuple(f"spacing_{a}" for a in AXES) + tuple(f"orig_{a}" for a in AXES)
 
 
-def settings_from_params(cfg: DictConfig, model_name: str) -> tuple[InferenceSettings, float]:
-    """Inference settings and the ET post-processing volume (mm^3) of the selected profile; a bad value fails
-    with its key."""
+def settings_from_params(cfg: DictConfig, model_name: str, warn: bool = True
+                         ) -> tuple[InferenceSettings, float, torch.device, Hardware]:
+    """Inference settings, the ET post-processing volume (mm^3), the device and what the ``auto`` settings resolved
+    to (dcseg.hardware), for the selected profile; a bad value fails with its key."""
     profile = require(cfg, "profile")
     section = f"profiles.{profile}.evaluate"
     require(cfg, section)  # names the profile when it has no evaluate section
     patch_key = f"profiles.{profile}.models.{model_name}.eval_patch"
+    precision = require(cfg, f"{section}.precision", PRECISIONS)
+    # Optional: they change speed and memory, not the metrics (beyond float rounding).
+    device_spec = OmegaConf.select(cfg, f"{section}.device", default="auto")
+    if device_spec not in DEVICES:
+        raise ConfigError(f"params key '{section}.device' is {device_spec!r}; expected one of {list(DEVICES)}")
+    channels_last = OmegaConf.select(cfg, f"{section}.channels_last", default="auto")
+    try:
+        device, hardware = resolve(device_spec, precision, channels_last, warn=warn)
+    except ValueError as e:
+        raise ConfigError(f"{section}: {e}") from e
     values = {
         "patch": require(cfg, patch_key),
         "overlap": require(cfg, f"{section}.overlap"),
         "weighting": require(cfg, f"{section}.weighting", WEIGHTINGS),
-        "precision": require(cfg, f"{section}.precision", PRECISIONS),
+        "precision": hardware.precision,
+        "channels_last": hardware.channels_last,
+        "subset_batch": OmegaConf.select(cfg, f"{section}.subset_batch", default=len(SUBSETS)),
     }
-    # Optional: they change speed and memory, not the metrics (beyond float rounding).
-    for key, default in (("subset_batch", len(SUBSETS)), ("channels_last", False)):
-        values[key] = OmegaConf.select(cfg, f"{section}.{key}", default=default)
     try:
         settings = InferenceSettings(**values)
     except (TypeError, ValueError) as e:
@@ -57,7 +68,7 @@ def settings_from_params(cfg: DictConfig, model_name: str) -> tuple[InferenceSet
     et_min_volume = require(cfg, et_key)
     if not isinstance(et_min_volume, (int, float)) or et_min_volume < 0:
         raise ConfigError(f"params key {et_key!r} must be a volume >= 0 in mm^3, got {et_min_volume!r}")
-    return settings, float(et_min_volume)
+    return settings, float(et_min_volume), device, hardware
 
 
 def read_manifest(preprocessed_dir: str | Path) -> pd.DataFrame:
@@ -140,8 +151,10 @@ def write_results(case_metrics: pd.DataFrame, summary: dict, cases_csv: str | Pa
 
 def run_evaluation(model: nn.Module, preprocessed_dir: str | Path, cases: list[str], settings: InferenceSettings,
                    et_min_volume_mm3: float, cases_csv: str | Path, summary_json: str | Path,
-                   device: str | torch.device = "cpu", progress: bool = True) -> dict:
-    """Evaluate, write both outputs, return the summary."""
+                   device: str | torch.device = "cpu", progress: bool = True, hardware: Hardware | None = None
+                   ) -> dict:
+    """Evaluate, write both outputs, return the summary. ``hardware``: recorded in the summary, so a reader knows
+    what produced the numbers."""
     if not cases:
         raise DataError(f"the test split of {preprocessed_dir} is empty; nothing to evaluate")
     start = time.perf_counter()
@@ -149,6 +162,8 @@ def run_evaluation(model: nn.Module, preprocessed_dir: str | Path, cases: list[s
     # the written summary holds results only, so two runs with the same inputs give byte-identical metrics files
     # (and `dvc metrics diff` shows only real changes); the wall time is returned and printed instead
     summary = summarise(case_metrics)
+    if hardware is not None:
+        summary["hardware"] = hardware.record()
     write_results(case_metrics, summary, cases_csv, summary_json)
     return {**summary, "seconds": round(time.perf_counter() - start, 1)}
 

@@ -21,17 +21,16 @@ sum the softmax of every window, divide by the per-voxel window count and take t
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import product
 
 import torch
 from torch import nn
 
+from dcseg.hardware import RESOLVED_PRECISIONS, autocast, memory_format
 from dcseg.subsets import SUBSET_MASKS
 
 WEIGHTINGS = ("uniform", "gaussian")
-PRECISIONS = ("fp32", "bf16")
 MODES = ("shared", "independent")
 
 
@@ -53,7 +52,7 @@ class InferenceSettings:
         if self.stride < 1:
             raise ValueError(f"overlap {self.overlap} leaves a stride of 0 for patch {self.patch}")
         for name, value, choices in (("weighting", self.weighting, WEIGHTINGS),
-                                     ("precision", self.precision, PRECISIONS), ("mode", self.mode, MODES)):
+                                     ("precision", self.precision, RESOLVED_PRECISIONS), ("mode", self.mode, MODES)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         if not isinstance(self.subset_batch, int) or self.subset_batch < 1:
@@ -99,10 +98,6 @@ def check_patch(model: nn.Module, patch: int) -> None:
                          f"(its crop_size); the patch must match, got {patch}")
 
 
-def _autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
-
 def _pad_to_patch(image: torch.Tensor, patch: int) -> torch.Tensor:
     """[M, X, Y, Z] padded at the end of every axis shorter than ``patch`` with each channel's background (its min)."""
     pad = [max(patch - s, 0) for s in image.shape[1:]]
@@ -136,14 +131,14 @@ def predict_probabilities(model: nn.Module, image, settings: InferenceSettings,
     p = settings.patch
     starts = [window_starts(s, p, settings.stride) for s in padded.shape[1:]]
     weights = window_weights(p, settings.weighting).to(device)
-    memory_format = torch.channels_last_3d if settings.channels_last else torch.contiguous_format
+    layout = memory_format(settings.channels_last)
 
     probabilities = None  # [S, K, X, Y, Z], allocated once the class count is known
     weight_sum = torch.zeros(padded.shape[1:], device=device)
     with torch.inference_mode():
         for corner in product(*starts):
             box = tuple(slice(c, c + p) for c in corner)
-            window = padded[(slice(None),) + box][None].contiguous(memory_format=memory_format)
+            window = padded[(slice(None),) + box][None].contiguous(memory_format=layout)
             for first, logits in _window_logits(model, window, masks, settings):
                 window_probs = torch.softmax(logits.float(), dim=1)
                 if probabilities is None:
@@ -160,22 +155,22 @@ def predict_probabilities(model: nn.Module, image, settings: InferenceSettings,
 def _window_logits(model: nn.Module, window: torch.Tensor, masks: torch.Tensor, settings: InferenceSettings):
     """Yield (index of the first mask, logits ``[b, K, P, P, P]``) for consecutive chunks of ``masks``. Autocast
     covers the network calls only: the caller's softmax and accumulation stay float32."""
-    def autocast():
-        return _autocast(window.device, settings.precision)
+    def network():
+        return autocast(settings.precision, window.device)
 
     if settings.mode == "independent":
         for i, mask in enumerate(masks):
-            with autocast():
+            with network():
                 logits = model(window, mask[None])
             yield i, logits
         return
-    with autocast():
+    with network():
         features = model.encode(window)
     for first in range(0, len(masks), settings.subset_batch):
         chunk = masks[first:first + settings.subset_batch]
         # expand: a view, no copy; every decoder masks the features first, which materialises them
         repeated = [f.expand(len(chunk), *f.shape[1:]) for f in features]
-        with autocast():
+        with network():
             logits = model.decode(repeated, chunk)
         yield first, logits
 
@@ -187,5 +182,5 @@ def predict_labels(model: nn.Module, image, settings: InferenceSettings, masks=S
     return probabilities.argmax(dim=1).to(torch.uint8).cpu()
 
 
-__all__ = ["InferenceSettings", "MODES", "PRECISIONS", "WEIGHTINGS", "check_patch", "predict_labels",
+__all__ = ["InferenceSettings", "MODES", "WEIGHTINGS", "check_patch", "predict_labels",
            "predict_probabilities", "window_starts", "window_weights"]

@@ -35,6 +35,7 @@ from dcseg.config import ConfigError, params_hash, require, to_dict
 from dcseg.data.brats import MODALITIES
 from dcseg.data.errors import DataError
 from dcseg.data.preprocess import load_case
+from dcseg.hardware import memory_format
 from dcseg.evaluation import CASE_COLUMNS, METRICS, settings_from_params
 from dcseg.figures import LABEL_COLOURS, LABEL_NAMES, axial, core_slice, save_figure_atomic, show_gray, show_labels_on
 from dcseg.inference import InferenceSettings, check_patch, predict_labels
@@ -446,6 +447,7 @@ class Provenance:
     et_column: str
     et_min_volume_mm3: float
     n_test_cases: int
+    evaluation_hardware: str = "not recorded"  # what each evaluation resolved `auto` to (metrics/<run>.json)
 
 
 # What the pipeline itself rewrites while it runs: DVC updates dvc.lock after each stage and deletes a stage's
@@ -499,6 +501,37 @@ def _comparability(provenance: Provenance) -> str:
     return text + " on the paper's own split and training budget: compare values only under profile `paper`."
 
 
+def training_hardware(summary: dict) -> tuple[str, str]:
+    """(precision, device) cells of a training run: what it resolved ``auto`` to, from its train_summary.json (an
+    older summary has only its settings)."""
+    hardware = summary.get("hardware")
+    if not isinstance(hardware, dict):
+        return str(summary["settings"]["precision"]), str(summary.get("device", "not recorded"))
+    return (str(hardware["precision"]) + (" + channels_last" if hardware.get("channels_last") else ""),
+            describe_device(hardware))
+
+
+def describe_device(hardware: dict) -> str:
+    """``CPU AVX2, 2 threads`` or the GPU's name."""
+    if hardware.get("device") == "cuda":
+        return str(hardware.get("gpu") or "CUDA")
+    return f"CPU {hardware.get('cpu_kind', hardware.get('cpu_capability', '?'))}, {hardware.get('threads', '?')} threads"
+
+
+def evaluation_hardware(metrics: dict[str, dict]) -> str:
+    """One phrase for what the evaluations ran on, e.g. ``fp32 + channels_last on CPU AVX2, 2 threads (all 9 runs)``."""
+    described: dict[str, list[str]] = {}
+    for run, data in metrics.items():
+        hardware = data.get("hardware")
+        text = "not recorded" if not isinstance(hardware, dict) else (
+            f"{hardware['precision']}{' + channels_last' if hardware.get('channels_last') else ''} on "
+            f"{describe_device(hardware)}")
+        described.setdefault(text, []).append(run)
+    if len(described) == 1:
+        return f"{next(iter(described))} (all {len(metrics)} runs)"
+    return "; ".join(f"{text} ({', '.join(runs)})" for text, runs in described.items())
+
+
 def _header(title: str, provenance: Provenance, trainings: dict[str, dict]) -> list[str]:
     counts = provenance.split_counts
     lines = [
@@ -519,12 +552,14 @@ def _header(title: str, provenance: Provenance, trainings: dict[str, dict]) -> l
         lines += [f"**Note:** the metrics cover {provenance.n_test_cases} cases but the manifest's test split has "
                   f"{counts['test']}: the metrics may be stale.", ""]
     rows = [[name, f"{t['steps']:g}", f"{t['settings']['crop']}^3", f"{t['settings']['batch_size']}",
-             f"{t['settings']['lr']:g}", str(t["settings"]["precision"]), f"{t['seconds_per_step']:.3f}"]
+             f"{t['settings']['lr']:g}", *training_hardware(t), f"{t['seconds_per_step']:.3f}"]
             for name, t in trainings.items()]
-    lines += ["Training (models/<run>/train_summary.json):", "",
-              markdown_table(["run", "steps", "crop", "batch", "lr", "precision", "s/step"], rows,
-                             ["l", "r", "r", "r", "r", "l", "r"]),
-              "", _comparability(provenance), ""]
+    lines += ["Training (models/<run>/train_summary.json; precision and device as the run resolved `auto`, see "
+              "dcseg/hardware.py):", "",
+              markdown_table(["run", "steps", "crop", "batch", "lr", "precision", "device", "s/step"], rows,
+                             ["l", "r", "r", "r", "r", "l", "l", "r"]),
+              "", f"Evaluation (metrics/<run>.json): {provenance.evaluation_hardware}.", "",
+              _comparability(provenance), ""]
     return lines
 
 
@@ -770,21 +805,22 @@ def choose_example_case(manifest: pd.DataFrame, figure_case: str | None, manifes
     return str(test["case"].to_numpy()[int(core.argmax())])
 
 
-def load_example_models(cfg: DictConfig, root: Path, device: torch.device
-                        ) -> dict[str, tuple[torch.nn.Module, InferenceSettings]]:
-    """The three trained models (checked against the preprocessed data) with their evaluation settings."""
+def load_example_models(cfg: DictConfig, root: Path
+                        ) -> tuple[dict[str, tuple[torch.nn.Module, InferenceSettings]], torch.device]:
+    """The three trained models (checked against the preprocessed data) with their evaluation settings, on the
+    evaluation's device (``profiles.<p>.evaluate.device``)."""
     data_hash = data_fingerprint(root / PREPROCESSED)
     models = {}
     for model_name in METHODS:
-        settings, _ = settings_from_params(cfg, model_name)
+        settings, _, device, _ = settings_from_params(cfg, model_name, warn=not models)
         run = Run(model_name)
         model, _ = load_model(root / run.model_dir / "model.pt", expected={"model": model_name, "data_hash": data_hash})
         try:
             check_patch(model, settings.patch)
         except ValueError as e:
             raise ConfigError(f"profiles.{cfg.profile}.models.{model_name}.eval_patch: {e}") from e
-        models[model_name] = (model.to(device), settings)
-    return models
+        models[model_name] = (model.to(device=device, memory_format=memory_format(settings.channels_last)), settings)
+    return models, device
 
 
 def predict_example_case(models: dict[str, tuple[torch.nn.Module, InferenceSettings]], image: np.ndarray,
@@ -853,7 +889,8 @@ def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: boo
         data_source=str(require(cfg, "data.source")), split_counts=split_counts(manifest),
         voxel_size=voxel_size(manifest), profile=str(profile), commit=describe_commit(root),
         params_hash=report_params_hash(cfg, trainings), et_column=settings.et_column,
-        et_min_volume_mm3=float(et_min_volume), n_test_cases=len(dcseg_cases))
+        et_min_volume_mm3=float(et_min_volume), n_test_cases=len(dcseg_cases),
+        evaluation_hardware=evaluation_hardware(metrics))
     main_trainings = {name: trainings[name] for name in METHODS}
     ablation_trainings = {ablation_runs[v].name: trainings[ablation_runs[v].name] for v in ABLATION_ROWS}
     texts = {
@@ -868,8 +905,7 @@ def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: boo
     if with_example_case:  # inference before any figure exists: a failure here leaves no open figure behind
         case = choose_example_case(manifest, settings.figure_case, manifest_path)
         image, label = load_case(root / PREPROCESSED, case)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        models = load_example_models(cfg, root, device)
+        models, device = load_example_models(cfg, root)
         example = (image, np.asarray(label), predict_example_case(models, image, settings.figure_subsets, device), case)
 
     figures = {Path("figures/dice_heatmap.png"): plot_dice_heatmap({METHODS[n]: dice[n] for n in METHODS},

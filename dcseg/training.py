@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import resource
@@ -31,6 +30,7 @@ from dcseg.config import ConfigError, params_hash, require, to_dict
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.splits import read_split
 from dcseg.distributed import current_context, mean_over_ranks
+from dcseg.hardware import DEVICES, PRECISIONS, autocast, memory_format, resolve
 from dcseg.losses import LossTerms, total_loss
 from dcseg.models import MODEL_NAMES, build_model
 
@@ -51,8 +51,9 @@ class TrainSettings:
     fuse_warmup_epochs: int = 0
     seed: int = 1024
     foreground_fraction: float = 0.0         # share of crops forced to contain tumour (0: the references)
-    precision: str = "bf16"
-    channels_last: bool = True
+    precision: str = "auto"                 # auto | fp32 | bf16 (dcseg.hardware: auto = bf16 only where native)
+    channels_last: bool | str = "auto"      # auto | true | false
+    device: str = "auto"                    # auto | cpu | cuda
     checkpoint_every: int = 50
     log_every: int = 10
     augment: AugmentConfig = AugmentConfig()
@@ -102,20 +103,18 @@ def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: 
     unknown = sorted(set(kw) - known)
     if unknown:
         raise ConfigError(f"unknown training keys {unknown} under profiles.{profile}; expected some of {sorted(known)}")
-    if kw["precision"] not in ("fp32", "bf16"):
-        raise ConfigError(f"profiles.{profile}.train.precision is {kw['precision']!r}; expected fp32 or bf16")
+    if kw["precision"] not in PRECISIONS:
+        raise ConfigError(f"profiles.{profile}.train.precision is {kw['precision']!r}; expected one of {list(PRECISIONS)}")
+    if not (kw["channels_last"] == "auto" or isinstance(kw["channels_last"], bool)):
+        raise ConfigError(f"profiles.{profile}.train.channels_last is {kw['channels_last']!r}; expected auto, true or false")
+    if kw.get("device", "auto") not in DEVICES:
+        raise ConfigError(f"profiles.{profile}.train.device is {kw['device']!r}; expected one of {list(DEVICES)}")
     return TrainSettings(model=model, overrides=dict(overrides or {}), terms=terms, **kw)
 
 
 def poly_lr(base_lr: float, epoch: int, epochs: int, power: float) -> float:
     """The references' per-epoch poly schedule, rounded to 8 decimals as they do."""
     return round(base_lr * (1 - epoch / epochs) ** power, 8)
-
-
-def _autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _param_groups(model, weight_decay):
@@ -144,11 +143,17 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
     out_dir, checkpoint_path = Path(out_dir), Path(checkpoint_path)
     log_dir = Path(log_dir) if log_dir is not None else out_dir / "live"
     data_hash = data_fingerprint(preprocessed_dir)
-    identity = {"settings": settings.identity(), "data_hash": data_hash}
-    fingerprint = params_hash(identity)
-
     ctx = current_context()  # torchrun: this process's rank (dcseg.distributed); a single process otherwise
-    device = ctx.device
+    # `auto` resolves here (dcseg.hardware); what it resolved to is part of the run's identity: a checkpoint written
+    # under another precision, layout or device would not continue the same trajectory
+    device, hardware = resolve(settings.device, settings.precision, settings.channels_last, ctx.local_rank,
+                               warn=ctx.is_main)
+    resolved = {"device": hardware.device, "precision": hardware.precision, "channels_last": hardware.channels_last}
+    identity = {"settings": settings.identity(), "data_hash": data_hash, "resolved": resolved}
+    fingerprint = params_hash(identity)
+    if ctx.is_main:
+        print(f"train {settings.model}: {hardware.describe()} (precision {settings.precision}, "
+              f"channels_last {settings.channels_last}, device {settings.device})")
     if settings.batch_size % ctx.world_size:
         raise ConfigError(f"train {settings.model}: batch_size {settings.batch_size} does not split over "
                           f"{ctx.world_size} processes; use a multiple of the world size")
@@ -163,8 +168,8 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
         overrides.setdefault("crop_size", settings.crop)
     model = build_model(settings.model, profile=settings.width, **overrides)
     # (maps <= 2 voxels wide run in fp32 under CPU bf16 autocast: dcseg.models.blocks.ConvBlock)
-    memory_format = torch.channels_last_3d if settings.channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    layout = memory_format(hardware.channels_last)
+    model = model.to(device=device, memory_format=layout)
     optimiser = torch.optim.Adam(_param_groups(model, settings.weight_decay), lr=settings.lr, betas=(0.9, 0.999),
                                  eps=1e-8, amsgrad=True)
     terms = LossTerms(**settings.terms) if settings.terms is not None else None
@@ -186,7 +191,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             if ctx.is_main:
                 print(f"train: resuming {settings.model} from step {start_step} ({checkpoint_path})")
         elif ckpt is not None and ctx.is_main:
-            print(f"train: ignoring {checkpoint_path}: it was written for another model, config or dataset")
+            print(f"train: not resuming {checkpoint_path}: {_why_not_resumed(ckpt, identity)}; starting afresh")
 
     live = Live(str(log_dir), dvcyaml=None, save_dvc_exp=False, report=None) if ctx.is_main else None
     for row in history if live else []:  # replay the logged history of the interrupted run: complete curves
@@ -209,11 +214,11 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
         for g in optimiser.param_groups:
             g["lr"] = lr
         x, y, mask = sampler.batch(step, settings.batch_size, ctx.rank, ctx.world_size)
-        x = torch.from_numpy(x).to(device).contiguous(memory_format=memory_format)
+        x = torch.from_numpy(x).to(device).contiguous(memory_format=layout)
         y, mask = torch.from_numpy(y).to(device), torch.from_numpy(mask).to(device)
 
         t0 = time.perf_counter()
-        with _autocast(settings.precision, device):
+        with autocast(hardware.precision, device):
             output = forward(x, mask)
         loss, parts = total_loss(output, y, x, alpha=settings.alpha,
                                  fuse_weight=0.0 if epoch < settings.fuse_warmup_epochs else 1.0, terms=terms,
@@ -246,7 +251,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
                 _log(live, row)
             bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
         if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps and ctx.is_main:
-            save_atomic({"format_version": 1, "fingerprint": fingerprint, "step": step + 1,
+            save_atomic({"format_version": 1, "fingerprint": fingerprint, "resolved": resolved, "step": step + 1,
                          "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
                          "torch_rng": torch.get_rng_state(), "history": history,
                          **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
@@ -273,11 +278,21 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "world_size": ctx.world_size,
         "device": str(device),
+        "hardware": hardware.record(),
         "settings": settings.identity(),
     }
     write_text_atomic(out_dir / "train_summary.json", json.dumps(summary, indent=2) + "\n")
     checkpoint_path.unlink(missing_ok=True)  # finished: the model file supersedes it
     return summary
+
+
+def _why_not_resumed(ckpt: dict, identity: dict) -> str:
+    """One line on why a checkpoint does not continue this run."""
+    theirs = ckpt.get("resolved")
+    if isinstance(theirs, dict) and theirs != identity["resolved"]:
+        diffs = [f"{k} {theirs.get(k)} (this run: {v})" for k, v in identity["resolved"].items() if theirs.get(k) != v]
+        return f"it was written under {', '.join(diffs)}"
+    return "it was written for another model, config or dataset"
 
 
 def check_ranks_in_sync(model: torch.nn.Module) -> None:

@@ -21,4 +21,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run_stage("report", main)
+    run_stage("report", main, torch_threads=True)

@@ -28,7 +28,7 @@ def main(argv):
     from dcseg.training import settings_from_params, train
 
     settings = settings_from_params(cfg, run.model, **run.train_options())
-    ctx = init_from_environment()  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
+    ctx = init_from_environment(settings.device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
     try:
         summary = train(settings, PREPROCESSED, run.model_dir, run.checkpoint)
     finally:
@@ -40,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run_stage("train", main)
+    run_stage("train", main, torch_threads=True)

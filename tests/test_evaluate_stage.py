@@ -137,7 +137,7 @@ def test_bad_arguments_and_params_name_the_problem():
     cfg = load_params(["profiles.cpu.evaluate.overlap=1.0"])
     with pytest.raises(ConfigError, match="overlap"):
         settings_from_params(cfg, "rfnet")
-    settings, et_volume = settings_from_params(load_params(), "mmformer")
+    settings, et_volume, device, hardware = settings_from_params(load_params(), "mmformer")
     assert settings.patch == load_params().profiles.cpu.models.mmformer.eval_patch and et_volume == 500.0
 
 
