@@ -66,12 +66,13 @@ def cpu_kind() -> str:
 
 
 def idle_cpus(interval: float = 0.25) -> float | None:
-    """How many of the machine's CPUs other processes leave idle, sampled from /proc/stat over ``interval`` seconds
-    (None where /proc/stat is unreadable, i.e. off Linux)."""
+    """How many of the machine's CPUs other processes leave free, sampled from /proc/stat over ``interval`` seconds
+    (None where /proc/stat is unreadable, i.e. off Linux). Time spent by niced processes counts as free: they yield
+    to a stage at normal priority (a ``nice`` background job does not cost the stage its threads)."""
     def read() -> tuple[int, int]:
         with open("/proc/stat") as f:
             values = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
-        return values[3] + values[4], sum(values)
+        return values[1] + values[3] + values[4], sum(values)
     try:
         idle0, total0 = read()
         time.sleep(interval)
