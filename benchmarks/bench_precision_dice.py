@@ -57,7 +57,7 @@ def main() -> None:
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = Path("models") / args.model / "train_summary.json"
+        pipeline = Path("logs") / args.model / "train_summary.json"
         if args.reuse and pipeline.is_file() and json.loads(pipeline.read_text())["settings"] == bf16.identity():
             results["bf16"] = (json.loads(pipeline.read_text()),
                                json.loads((Path("metrics") / f"{args.model}.json").read_text()))

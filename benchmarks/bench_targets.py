@@ -19,7 +19,7 @@ native) next to its figures.
    - the resolved precision and layout with the 15 subsets decoded as one batch vs the references' 15 independent
      fp32 passes; target >= 5x.
 3. Preprocessing seconds per case (read NIfTI, crop, z-score, write), on the raw phantom when it exists.
-4. Peak RSS: of this process, and of each training run recorded in models/*/train_summary.json (target <= 4 GiB).
+4. Peak RSS: of this process, and of each training run recorded in logs/*/train_summary.json (target <= 4 GiB).
 5. Threads: the resolved RFNet step with all CPUs' threads and with one fewer, on a quiet machine and beside one busy
    process, under libgomp's default wait policy and OMP_WAIT_POLICY=PASSIVE (each in a fresh process: the policy
    is read when torch loads); target: the stages' thread choice (one thread per idle CPU) never collapses.
@@ -142,7 +142,7 @@ def bench_preprocessing(cfg):
 def report_memory():
     print("\n## 4. Peak RSS")
     print(f"this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    for summary in sorted(Path("models").glob("*/train_summary.json")):
+    for summary in sorted(Path("logs").glob("*/train_summary.json")):
         rss = json.loads(summary.read_text()).get("peak_rss_mib")
         if rss is not None:
             print(f"training {summary.parent.name:<22} {rss:8.0f} MiB  target <= 4096 MiB: {verdict(rss <= 4096)}")

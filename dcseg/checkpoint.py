@@ -54,19 +54,39 @@ def load_file(path: str | Path) -> dict:
     return obj
 
 
+# What every model file records: how to rebuild the network, its weights, and the identity of the run that trained it
+# (the model, its Table 2 variant or None, the run's model options, the width table entry, the seed, the data).
+MODEL_FIELDS = ("model", "variant", "options", "profile", "overrides", "seed", "data_hash", "state_dict")
+
+
 def check_fingerprint(obj: dict, expected: dict, path: str | Path) -> None:
     """Refuse a file whose recorded identity differs from ``expected`` on any given key."""
-    diffs = [f"{k}: file has {obj.get(k)!r}, expected {v!r}" for k, v in expected.items() if obj.get(k) != v]
+    diffs = [f"{k}: file has {obj[k]!r}, expected {v!r}" if k in obj else f"{k}: file has none, expected {v!r}"
+             for k, v in expected.items() if k not in obj or _comparable(obj[k]) != _comparable(v)]
     if diffs:
         raise CheckpointError(f"{path} does not match this run ({'; '.join(diffs)}); it belongs to another "
                               "model, config or dataset. Delete it or retrain (dvc repro).")
 
 
-def model_record(model_name: str, profile: str, overrides: dict, model: nn.Module, **identity) -> dict:
-    """What a model file holds: enough to rebuild the network, its weights and the training identity."""
+def _comparable(value):
+    """Tuples and lists compare alike (a record may have been written with either)."""
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    return value
+
+
+def model_record(model_name: str, profile: str, overrides: dict, model: nn.Module, variant: str | None = None,
+                 options: dict | None = None, **identity) -> dict:
+    """What a model file holds (``MODEL_FIELDS``): enough to rebuild the network, its weights and the training
+    identity. ``options``: the run's own model options (an ablation variant's); ``overrides``: everything the
+    network was built with (options plus, for mmFormer, the crop)."""
     return {
         "format_version": FORMAT_VERSION,
         "model": model_name,
+        "variant": variant,
+        "options": dict(options or {}),
         "profile": profile,
         "overrides": dict(overrides),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -78,6 +98,10 @@ def load_model(path: str | Path, expected: dict | None = None) -> tuple[nn.Modul
     """Rebuild and load a trained model (eval mode). ``expected``: identity fields that must match, e.g.
     ``{"model": "rfnet", "data_hash": ...}``. Returns (model, the file's metadata without the weights)."""
     obj = load_file(path)
+    missing = [f for f in MODEL_FIELDS if f not in obj]
+    if missing:
+        raise CheckpointError(f"{path} lacks the field(s) {missing} that a model file records; it is an older or "
+                              "hand-made file. Retrain it (dvc repro).")
     if expected:
         check_fingerprint(obj, expected, path)
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in obj["overrides"].items()}

@@ -28,20 +28,35 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def staging_dir(path: str | Path) -> Path:
+    """A fresh, empty temporary folder beside ``path`` (git ignores ``*.tmp*``); one left by a killed run is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def replace_dir(tmp: str | Path, path: str | Path) -> None:
+    """Put the finished folder ``tmp`` in the place of ``path`` as a whole: the old folder is moved aside first and
+    deleted only once the new one is in place."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path):
     """Yield an empty temporary folder beside ``path``; on success it replaces ``path`` as a whole, on error it is
     removed and ``path`` keeps its previous content (or stays absent)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():  # left by a killed run
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(path)
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -515,7 +515,8 @@ def describe_device(hardware: dict) -> str:
     """``CPU AVX2, 2 threads`` or the GPU's name."""
     if hardware.get("device") == "cuda":
         return str(hardware.get("gpu") or "CUDA")
-    return f"CPU {hardware.get('cpu_kind', hardware.get('cpu_capability', '?'))}, {hardware.get('threads', '?')} threads"
+    kind = hardware.get("cpu_kind", hardware.get("cpu_capability", "?"))
+    return f"CPU {kind}, {hardware['threads']} threads" if "threads" in hardware else f"CPU {kind}"
 
 
 def evaluation_hardware(metrics: dict[str, dict]) -> str:
@@ -554,7 +555,7 @@ def _header(title: str, provenance: Provenance, trainings: dict[str, dict]) -> l
     rows = [[name, f"{t['steps']:g}", f"{t['settings']['crop']}^3", f"{t['settings']['batch_size']}",
              f"{t['settings']['lr']:g}", *training_hardware(t), f"{t['seconds_per_step']:.3f}"]
             for name, t in trainings.items()]
-    lines += ["Training (models/<run>/train_summary.json; precision and device as the run resolved `auto`, see "
+    lines += ["Training (logs/<run>/train_summary.json; precision and device as the run resolved `auto`, see "
               "dcseg/hardware.py):", "",
               markdown_table(["run", "steps", "crop", "batch", "lr", "precision", "device", "s/step"], rows,
                              ["l", "r", "r", "r", "r", "l", "l", "r"]),
@@ -741,6 +742,41 @@ def plot_dice_heatmap(tables: dict[str, dict[str, dict[str, float]]], et_column:
     return fig
 
 
+# the dvclive series the training-curve figure draws, relative to a run's log folder (dcseg.training logs them)
+EPOCH_LOSS = Path("live/plots/metrics/epoch/loss.tsv")
+
+
+def load_epoch_losses(log_dir: str | Path, run: Run) -> pd.DataFrame:
+    """A run's logged epoch losses (columns ``step``, ``loss``), checked."""
+    path = Path(log_dir) / EPOCH_LOSS
+    if not path.is_file():
+        raise DataError(f"{path} is missing; rerun `dvc repro {run.train_stage}`")
+    try:
+        curve = pd.read_csv(path, sep="\t")
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path} is not a dvclive series ({e}); rerun `dvc repro {run.train_stage}`") from e
+    if list(curve.columns) != ["step", "loss"] or curve.empty:
+        raise DataError(f"{path} has columns {list(curve.columns)} and {len(curve)} rows; expected step and loss")
+    return curve
+
+
+def plot_training_curves(main: dict[str, pd.DataFrame], ablation: dict[str, pd.DataFrame]) -> Figure:
+    """The epoch loss of every run against its step: the main runs, and DC-Seg's Table 2 variants."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    for ax, curves, title in ((axes[0], main, "Table 1 runs"), (axes[1], ablation, "Table 2 runs (DC-Seg variants)")):
+        for name, curve in curves.items():
+            ax.plot(curve["step"], curve["loss"], label=name, linewidth=1.4)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("epoch loss (mean over the epoch's steps)")
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Training loss per epoch (logs/<run>/live, dvclive); each model's own total loss, so compare "
+                 "shapes, not levels, across models", fontsize=10)
+    return fig
+
+
 def _case_dice(prediction: np.ndarray, label: np.ndarray) -> str:
     """Raw Dice (%) of one prediction over the whole volume, per region, for a panel title."""
     predicted, truth = brats_regions(prediction), brats_regions(label)
@@ -814,7 +850,7 @@ def load_example_models(cfg: DictConfig, root: Path
     for model_name in METHODS:
         settings, _, device, _ = settings_from_params(cfg, model_name, warn=not models)
         run = Run(model_name)
-        model, _ = load_model(root / run.model_dir / "model.pt", expected={"model": model_name, "data_hash": data_hash})
+        model, _ = load_model(root / run.model_dir / "model.pt", expected={**run.identity(), "data_hash": data_hash})
         try:
             check_patch(model, settings.patch)
         except ValueError as e:
@@ -859,7 +895,7 @@ def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: boo
     metrics = {name: load_run_metrics(root / run.metrics_json, run) for name, run in runs.items()}
     cases_files = {name: root / run.cases_csv for name, run in runs.items()}
     cases = {name: load_case_metrics(cases_files[name], run) for name, run in runs.items()}
-    trainings = {name: load_train_summary(root / run.model_dir / "train_summary.json", run)
+    trainings = {name: load_train_summary(root / run.train_summary, run)
                  for name, run in runs.items()}
     paper1 = load_paper_table1(root / PAPER_TABLE1)
     paper2 = load_paper_table2(root / PAPER_TABLE2)
@@ -908,8 +944,12 @@ def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: boo
         models, device = load_example_models(cfg, root)
         example = (image, np.asarray(label), predict_example_case(models, image, settings.figure_subsets, device), case)
 
+    curves = {name: load_epoch_losses(root / run.log_dir, run) for name, run in runs.items()}
     figures = {Path("figures/dice_heatmap.png"): plot_dice_heatmap({METHODS[n]: dice[n] for n in METHODS},
-                                                                      settings.et_column)}
+                                                                      settings.et_column),
+               Path("figures/training_curves.png"): plot_training_curves(
+                   {METHODS[n]: curves[n] for n in METHODS},
+                   {v: curves[ablation_runs[v].name] for v in ABLATION_ROWS})}
     if example is not None:
         image, label, predictions, case = example
         figures[Path("figures/example_case.png")] = plot_example_case(image, label, predictions,

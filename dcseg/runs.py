@@ -55,6 +55,15 @@ class Run:
         return Path("models") / self.name
 
     @property
+    def log_dir(self) -> Path:
+        """train_summary.json and the dvclive logs: small, git-tracked (``cache: false``), readable from a clone."""
+        return Path("logs") / self.name
+
+    @property
+    def train_summary(self) -> Path:
+        return self.log_dir / "train_summary.json"
+
+    @property
     def checkpoint(self) -> Path:
         # outside DVC's outputs: DVC deletes a stage's outputs before it reruns the stage
         return Path("checkpoints") / self.name / "last.pt"
@@ -67,6 +76,13 @@ class Run:
     def cases_csv(self) -> Path:
         return Path("metrics") / f"{self.name}_cases.csv"
 
+    def model_options(self) -> dict:
+        """The model config options this run sets (an ablation variant leaves out modules); {} for a main run."""
+        if self.variant is None:
+            return {}
+        from dcseg.models.dcseg import ablation_overrides
+        return ablation_overrides(self.variant)
+
     def train_options(self) -> dict:
         """``settings_from_params`` options of this run: model ``overrides``, loss ``terms`` (None: the model's
         defaults) and whether the profile's ablation schedule applies."""
@@ -74,13 +90,24 @@ class Run:
             return {"overrides": None, "terms": None, "ablation": False}
         import dataclasses
 
-        from dcseg.models.dcseg import ablation_overrides
-        return {"overrides": ablation_overrides(self.variant), "terms": dataclasses.asdict(ABLATIONS[self.variant]),
+        return {"overrides": self.model_options(), "terms": dataclasses.asdict(ABLATIONS[self.variant]),
                 "ablation": True}
+
+    def identity(self) -> dict:
+        """What a model file of this run must record (dcseg.checkpoint.MODEL_FIELDS): known from the run alone, so
+        the evaluate stage checks it without reading training params."""
+        return {"model": self.model, "variant": self.variant, "options": self.model_options()}
 
 
 # Sections of the selected profile that a stage override may name without the ``profiles.<profile>.`` prefix.
 PROFILE_SECTIONS = ("train", "models", "evaluate", "ablation")
+
+
+def run_usage(script: str) -> str:
+    """The usage line of a stage that takes a run (train, evaluate): what ``--help`` and a bad argument print."""
+    return (f"usage: python stages/{script}.py MODEL [--ablation VARIANT] [key=value ...], or model=MODEL "
+            f"[ablation=VARIANT] [key=value ...]  (MODEL: {', '.join(MODEL_NAMES)}; VARIANT, DC-Seg only: "
+            f"{', '.join(ABLATION_VARIANTS)}; keys as in params.yaml)")
 
 
 def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
@@ -91,9 +118,7 @@ def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
                                                      selected profile's section; see ``expand_profile_keys``)
         dcseg --ablation no_rec    or    model=dcseg ablation=no_rec
     """
-    usage = (f"usage: python stages/{script}.py MODEL [--ablation VARIANT] [key=value ...], or model=MODEL "
-             f"[ablation=VARIANT] [key=value ...]  (MODEL: {', '.join(MODEL_NAMES)}; VARIANT, DC-Seg only: "
-             f"{', '.join(ABLATION_VARIANTS)})")
+    usage = run_usage(script)
     rest, model, variant, overrides = list(argv), None, None, []
     if rest and "=" not in rest[0] and not rest[0].startswith("-"):
         model = rest.pop(0)
@@ -123,6 +148,12 @@ def expand_profile_keys(overrides: list[str], profile: str) -> list[str]:
     ``ablation.``). Other keys pass unchanged, so a typo still fails loudly, with its full name."""
     return [f"profiles.{profile}.{o}" if o.split("=", 1)[0].split(".", 1)[0] in PROFILE_SECTIONS else o
             for o in overrides]
+
+
+def command_line_keys(overrides: list[str], profile: str) -> tuple[str, ...]:
+    """The full params keys a stage's ``key=value`` arguments set (shorthands expanded): the top layer of
+    ``dcseg.training.layered_settings``."""
+    return tuple(o.split("=", 1)[0] for o in expand_profile_keys(overrides, profile))
 
 
 def load_run_params(overrides: list[str], params_path=None):

@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import resource
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,20 +26,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dcseg.io import write_text_atomic
-from dcseg.checkpoint import (CheckpointError, data_fingerprint, load_file, model_record, save_atomic)
+from dcseg.io import atomic_dir, replace_dir, staging_dir
+from dcseg.checkpoint import (FORMAT_VERSION, CheckpointError, data_fingerprint, load_file, model_record,
+                              save_atomic)
+from dcseg import validate
 from dcseg.config import ConfigError, params_hash, require, to_dict
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.splits import read_split
 from dcseg.distributed import current_context, mean_over_ranks
 from dcseg.hardware import DEVICES, PRECISIONS, autocast, memory_format, resolve
 from dcseg.losses import LossTerms, total_loss
-from dcseg.models import MODEL_NAMES, build_model
+from dcseg.models import MODEL_NAMES, PROFILES, build_model, model_divisor
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     model: str
+    variant: str | None = None              # a Table 2 variant (an ablation run of DC-Seg); None: the model as published
     width: str = "cpu"                      # model width profile (dcseg.models.PROFILES)
     overrides: dict = field(default_factory=dict)  # model config overrides (e.g. an ablation variant)
     terms: dict | None = None               # LossTerms fields; None = every term the model has
@@ -75,41 +80,118 @@ class TrainSettings:
 PER_MODEL_KEYS = ("crop", "fuse_warmup_epochs", "steps", "width", "precision", "lr")
 
 
+def layered_settings(cfg, profile: str, model: str, ablation: bool, command_line: tuple[str, ...] = ()
+                     ) -> tuple[dict, dict]:
+    """The one precedence rule for every layered training setting, lowest first:
+
+        shared protocol (profiles.<p>.train) < the model's entry (profiles.<p>.models.<model>)
+        < the ablation schedule (profiles.<p>.ablation; ablation runs only) < the stage's command line
+
+    ``command_line``: the full params keys the stage's own arguments set (``python stages/train.py dcseg
+    train.steps=10`` sets ``profiles.<p>.train.steps``): whichever layer such a key names, its value wins, so the
+    command line always means what it says. A ``dvc exp run -S`` edits params.yaml instead, so there the layers
+    apply as written. Returns (settings by name, the full key each one came from: error messages name it)."""
+    prefix = f"profiles.{profile}"
+    layers = [(f"{prefix}.train", to_dict(require(cfg, f"{prefix}.train")), None),
+              (f"{prefix}.models.{model}", to_dict(require(cfg, f"{prefix}.models.{model}")), PER_MODEL_KEYS)]
+    if ablation:
+        schedule = to_dict(require(cfg, f"{prefix}.ablation"))
+        unknown = sorted(set(schedule) - set(PER_MODEL_KEYS))
+        if unknown:
+            raise ConfigError(f"{prefix}.ablation has unknown key(s) {unknown}; expected some of {list(PER_MODEL_KEYS)}")
+        layers.append((f"{prefix}.ablation", schedule, None))
+    values, sources = {}, {}
+    for section, layer, allowed in layers:
+        for name, value in layer.items():
+            if allowed is None or name in allowed:
+                values[name], sources[name] = value, f"{section}.{name}"
+    for key in command_line:  # the top layer, in the order given
+        for section, layer, allowed in layers:
+            if key.startswith(section + "."):
+                name = key[len(section) + 1:].split(".")[0]
+                if name in layer and (allowed is None or name in allowed):
+                    values[name], sources[name] = layer[name], f"{section}.{name}"
+    return values, sources
+
+
+def _check_training_values(values: dict, sources: dict) -> None:
+    """Every training setting in its range; a bad one fails with its full key, its value and what is allowed."""
+    checks = {
+        "steps": validate.positive_int, "steps_per_epoch": validate.positive_int,
+        "batch_size": validate.positive_int, "crop": validate.positive_int,
+        "checkpoint_every": validate.positive_int, "log_every": validate.positive_int,
+        "lr": validate.positive, "weight_decay": validate.non_negative, "poly_power": validate.non_negative,
+        "fuse_warmup_epochs": validate.non_negative_int, "seed": validate.non_negative_int,
+        "foreground_fraction": validate.fraction,
+        "precision": lambda k, v: validate.choice(k, v, PRECISIONS),
+        "device": lambda k, v: validate.choice(k, v, DEVICES),
+        "channels_last": lambda k, v: v if v == "auto" else validate.boolean(k, v),
+        "width": lambda k, v: validate.choice(k, v, tuple(PROFILES)),
+    }
+    for name, check in checks.items():
+        if name in values:
+            values[name] = check(sources[name], values[name])
+
+
+def _augment_from(values: dict, key: str) -> AugmentConfig:
+    augment = values.get("augment", {})
+    if not isinstance(augment, dict):
+        raise ConfigError(f"{key} is {augment!r}; expected a mapping of augmentation settings")
+    known = {f.name for f in dataclasses.fields(AugmentConfig)}
+    unknown = sorted(set(augment) - known)
+    if unknown:
+        raise ConfigError(f"{key} has unknown key(s) {unknown}; expected some of {sorted(known)}")
+    checked = {}
+    for name, value in augment.items():
+        full = f"{key}.{name}"
+        if name in ("intensity_scale", "intensity_shift"):  # x * U(1 - s, 1 + s): s >= 1 could flip the sign
+            checked[name] = validate.half_open_fraction(full, value)
+        else:
+            checked[name] = validate.boolean(full, value)
+    return AugmentConfig(**checked)
+
+
 def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: dict | None = None,
-                         ablation: bool = False) -> TrainSettings:
-    """TrainSettings for ``model`` under the selected profile (params.yaml ``profile``): the shared ``train``
-    protocol, then the model's own keys, then (``ablation``) the profile's ``ablation`` schedule."""
+                         ablation: bool = False, command_line: tuple[str, ...] = (), variant: str | None = None
+                         ) -> TrainSettings:
+    """TrainSettings for ``model`` under the selected profile (params.yaml ``profile``), layered by
+    ``layered_settings`` and checked. ``command_line``: the full keys the stage's arguments set."""
     if model not in MODEL_NAMES:
         raise ConfigError(f"unknown model {model!r}; expected one of {MODEL_NAMES}")
     profile = require(cfg, "profile", ("cpu", "paper"))
-    train = to_dict(require(cfg, f"profiles.{profile}.train"))
-    per_model = to_dict(require(cfg, f"profiles.{profile}.models.{model}"))
-    augment = AugmentConfig(**train.pop("augment"))
-    kw = {**train, "augment": augment}
-    for key in PER_MODEL_KEYS:
-        if key in per_model:
-            kw[key] = per_model[key]
-    if ablation:
-        schedule = to_dict(require(cfg, f"profiles.{profile}.ablation"))
-        unknown = sorted(set(schedule) - set(PER_MODEL_KEYS))
-        if unknown:
-            raise ConfigError(f"profiles.{profile}.ablation has unknown key(s) {unknown}; expected some of "
-                              f"{list(PER_MODEL_KEYS)}")
-        kw.update(schedule)
-    if model == "dcseg":
-        loss = to_dict(require(cfg, "loss"))
-        kw.update(alpha=loss["alpha"], ssim_c1=loss["ssim_c1"], ssim_c2=loss["ssim_c2"])
+    kw, sources = layered_settings(cfg, profile, model, ablation, tuple(command_line))
+    kw["augment"] = _augment_from(kw, sources.get("augment", f"profiles.{profile}.train.augment"))
     known = {f.name for f in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(kw) - known)
     if unknown:
         raise ConfigError(f"unknown training keys {unknown} under profiles.{profile}; expected some of {sorted(known)}")
-    if kw["precision"] not in PRECISIONS:
-        raise ConfigError(f"profiles.{profile}.train.precision is {kw['precision']!r}; expected one of {list(PRECISIONS)}")
-    if not (kw["channels_last"] == "auto" or isinstance(kw["channels_last"], bool)):
-        raise ConfigError(f"profiles.{profile}.train.channels_last is {kw['channels_last']!r}; expected auto, true or false")
-    if kw.get("device", "auto") not in DEVICES:
-        raise ConfigError(f"profiles.{profile}.train.device is {kw['device']!r}; expected one of {list(DEVICES)}")
-    return TrainSettings(model=model, overrides=dict(overrides or {}), terms=terms, **kw)
+    _check_training_values(kw, sources)
+    if model == "dcseg":
+        loss = to_dict(require(cfg, "loss"))
+        kw.update(alpha=validate.non_negative("loss.alpha", loss["alpha"]),
+                  ssim_c1=validate.positive("loss.ssim_c1", loss["ssim_c1"]),
+                  ssim_c2=validate.positive("loss.ssim_c2", loss["ssim_c2"]))
+    settings = TrainSettings(model=model, variant=variant, overrides=dict(overrides or {}), terms=terms, **kw)
+    divisor = model_divisor(model)
+    if settings.crop % divisor:
+        raise ConfigError(f"{sources['crop']} is {settings.crop}; {model} needs a crop divisible by {divisor}")
+    return settings
+
+
+def check_crop_fits(settings: TrainSettings, preprocessed_dir: str | Path, train_ids: list[str]) -> None:
+    """A crop larger than a training volume cannot be drawn from it: refuse it before training starts."""
+    from dcseg.evaluation import read_manifest
+
+    manifest = read_manifest(preprocessed_dir)
+    rows = manifest[manifest.index.isin(train_ids)]
+    if rows.empty or not {"x", "y", "z"} <= set(rows.columns):
+        return
+    smallest = rows[["x", "y", "z"]].min(axis=0)
+    if (smallest < settings.crop).any():
+        case = rows[["x", "y", "z"]].min(axis=1).idxmin()
+        raise ConfigError(f"train {settings.model}: crop {settings.crop} is larger than the smallest preprocessed "
+                          f"training volume {tuple(int(v) for v in smallest)} (e.g. {case}); lower the model's crop "
+                          "or raise preprocess.min_size")
 
 
 def poly_lr(base_lr: float, epoch: int, epochs: int, power: float) -> float:
@@ -134,14 +216,16 @@ def peak_rss_mib() -> float:
 def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | Path, checkpoint_path: str | Path,
           progress: bool = True, stop_at_step: int | None = None, log_dir: str | Path | None = None) -> dict:
     """Train, resuming from ``checkpoint_path`` when it holds a matching checkpoint. Writes ``out_dir/model.pt``
-    and ``out_dir/train_summary.json``; dvclive logs go to ``log_dir`` (default ``out_dir/live``).
+    (DVC-cached) and, in ``log_dir`` (default ``out_dir``; the pipeline's is git-tracked), ``train_summary.json``
+    and the dvclive logs ``live/``. Each folder is built beside its place and replaces the old one whole at the
+    end: a failed or killed run leaves the previous folders as they were.
 
     ``stop_at_step`` ends the run early without writing the model (it simulates a crash, for tests).
     """
     from dvclive import Live
 
     out_dir, checkpoint_path = Path(out_dir), Path(checkpoint_path)
-    log_dir = Path(log_dir) if log_dir is not None else out_dir / "live"
+    log_dir = Path(log_dir) if log_dir is not None else out_dir
     data_hash = data_fingerprint(preprocessed_dir)
     ctx = current_context()  # torchrun: this process's rank (dcseg.distributed); a single process otherwise
     # `auto` resolves here (dcseg.hardware); what it resolved to is part of the run's identity: a checkpoint written
@@ -159,6 +243,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
                           f"{ctx.world_size} processes; use a multiple of the world size")
 
     train_ids = read_split(Path(preprocessed_dir) / "split")["train"]
+    check_crop_fits(settings, preprocessed_dir, train_ids)
     sampler = TrainingSampler(preprocessed_dir, train_ids, settings.crop, settings.augment, settings.seed,
                               foreground_fraction=settings.foreground_fraction)
 
@@ -174,7 +259,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
                                  eps=1e-8, amsgrad=True)
     terms = LossTerms(**settings.terms) if settings.terms is not None else None
 
-    start_step, history = 0, []
+    start_step, history, epoch_losses = 0, [], []
     if checkpoint_path.is_file():
         try:
             ckpt = load_file(checkpoint_path)
@@ -188,102 +273,125 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             if device.type == "cuda" and "cuda_rng" in ckpt:  # dropout and sampling on the GPU draw from this one
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
             start_step, history = int(ckpt["step"]), list(ckpt["history"])
+            epoch_losses = list(ckpt.get("epoch_losses", []))  # the epoch under way: its mean covers all its steps
             if ctx.is_main:
                 print(f"train: resuming {settings.model} from step {start_step} ({checkpoint_path})")
         elif ckpt is not None and ctx.is_main:
             print(f"train: not resuming {checkpoint_path}: {_why_not_resumed(ckpt, identity)}; starting afresh")
 
-    live = Live(str(log_dir), dvcyaml=None, save_dvc_exp=False, report=None) if ctx.is_main else None
-    for row in history if live else []:  # replay the logged history of the interrupted run: complete curves
-        _log(live, row)
+    same_dir = log_dir.resolve() == out_dir.resolve()
+    with _staging(log_dir, ctx.is_main) as staged_logs:
+        live = Live(str(staged_logs / "live"), dvcyaml=None, save_dvc_exp=False, report=None) if ctx.is_main else None
+        for row in history if live else []:  # replay the logged history of the interrupted run: complete curves
+            _log(live, row)
 
-    forward = model
-    if ctx.world_size > 1:  # DDP averages the gradients of the ranks' shares of each global batch
-        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    model.train()
-    seconds, timed_steps, epoch_losses = 0.0, 0, []
-    bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps, desc=f"train {settings.model}",
-               unit="step", disable=not (progress and ctx.is_main), dynamic_ncols=True)
-    for step in bar:
-        if stop_at_step is not None and step >= stop_at_step:
-            if live:
-                live.end()
-            return {"stopped_at": step}
-        epoch = step // settings.steps_per_epoch
-        lr = poly_lr(settings.lr, epoch, settings.epochs, settings.poly_power)
-        for g in optimiser.param_groups:
-            g["lr"] = lr
-        x, y, mask = sampler.batch(step, settings.batch_size, ctx.rank, ctx.world_size)
-        x = torch.from_numpy(x).to(device).contiguous(memory_format=layout)
-        y, mask = torch.from_numpy(y).to(device), torch.from_numpy(mask).to(device)
+        forward = model
+        if ctx.world_size > 1:  # DDP averages the gradients of the ranks' shares of each global batch
+            forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model.train()
+        seconds, timed_steps = 0.0, 0
+        bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps, desc=f"train {settings.model}",
+                   unit="step", disable=not (progress and ctx.is_main), dynamic_ncols=True)
+        for step in bar:
+            if stop_at_step is not None and step >= stop_at_step:
+                if live:
+                    live.end()
+                bar.close()
+                return {"stopped_at": step}
+            epoch = step // settings.steps_per_epoch
+            lr = poly_lr(settings.lr, epoch, settings.epochs, settings.poly_power)
+            for g in optimiser.param_groups:
+                g["lr"] = lr
+            x, y, mask = sampler.batch(step, settings.batch_size, ctx.rank, ctx.world_size)
+            x = torch.from_numpy(x).to(device).contiguous(memory_format=layout)
+            y, mask = torch.from_numpy(y).to(device), torch.from_numpy(mask).to(device)
 
-        t0 = time.perf_counter()
-        with autocast(hardware.precision, device):
-            output = forward(x, mask)
-        loss, parts = total_loss(output, y, x, alpha=settings.alpha,
-                                 fuse_weight=0.0 if epoch < settings.fuse_warmup_epochs else 1.0, terms=terms,
-                                 ssim_c1=settings.ssim_c1, ssim_c2=settings.ssim_c2)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"train {settings.model}: loss is {loss.item()} at step {step}; parts "
-                                     f"{ {k: float(v) for k, v in parts.items()} }")
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if step > start_step:  # the first step includes one-off allocation
-            seconds += time.perf_counter() - t0
-            timed_steps += 1
+            t0 = time.perf_counter()
+            with autocast(hardware.precision, device):
+                output = forward(x, mask)
+            loss, parts = total_loss(output, y, x, alpha=settings.alpha,
+                                     fuse_weight=0.0 if epoch < settings.fuse_warmup_epochs else 1.0, terms=terms,
+                                     ssim_c1=settings.ssim_c1, ssim_c2=settings.ssim_c2)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"train {settings.model}: loss is {loss.item()} at step {step}; parts "
+                                         f"{ {k: float(v) for k, v in parts.items()} }")
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if step > start_step:  # the first step includes one-off allocation
+                seconds += time.perf_counter() - t0
+                timed_steps += 1
 
-        last_loss = loss.item()
-        epoch_losses.append(last_loss)
-        row = None
-        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
-            names = list(parts)  # logged as the mean over ranks: the loss of the global batch
-            values = mean_over_ranks(torch.stack([parts[k].detach().float() for k in names])).tolist()
-            row = {"step": step + 1, "train/lr": lr, **{f"train/loss/{k}": round(v, 6) for k, v in zip(names, values)}}
-        if (step + 1) % settings.steps_per_epoch == 0 or step + 1 == settings.steps:
-            row = row or {"step": step + 1}
-            row["epoch/index"] = epoch + 1
-            row["epoch/loss"] = round(mean_over_ranks(torch.tensor(float(np.mean(epoch_losses)), device=device)).item(), 6)
-            epoch_losses = []
-        if row is not None:
-            history.append(row)
-            if live:
-                _log(live, row)
-            bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
-        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps and ctx.is_main:
-            save_atomic({"format_version": 1, "fingerprint": fingerprint, "resolved": resolved, "step": step + 1,
-                         "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
-                         "torch_rng": torch.get_rng_state(), "history": history,
-                         **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
-                        checkpoint_path)
-    if live:
-        live.end()
-    if ctx.world_size > 1:
-        check_ranks_in_sync(model)
-        if not ctx.is_main:
-            return {"model": settings.model, "steps": settings.steps, "rank": ctx.rank}
+            last_loss = loss.item()
+            epoch_losses.append(last_loss)
+            row = None
+            if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
+                names = list(parts)  # logged as the mean over ranks: the loss of the global batch
+                values = mean_over_ranks(torch.stack([parts[k].detach().float() for k in names])).tolist()
+                row = {"step": step + 1, "train/lr": lr, **{f"train/loss/{k}": round(v, 6) for k, v in zip(names, values)}}
+            if (step + 1) % settings.steps_per_epoch == 0 or step + 1 == settings.steps:
+                row = row or {"step": step + 1}
+                row["epoch/index"] = epoch + 1
+                row["epoch/loss"] = round(mean_over_ranks(torch.tensor(float(np.mean(epoch_losses)), device=device)).item(), 6)
+                epoch_losses = []
+            if row is not None:
+                history.append(row)
+                if live:
+                    _log(live, row)
+                bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
+            if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps and ctx.is_main:
+                save_atomic({"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "resolved": resolved,
+                             "step": step + 1,
+                             "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
+                             "torch_rng": torch.get_rng_state(), "history": history,
+                             "epoch_losses": list(epoch_losses),
+                             **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
+                            checkpoint_path)
+        if live:
+            live.end()
+        if ctx.world_size > 1:
+            check_ranks_in_sync(model)
+            if not ctx.is_main:
+                return {"model": settings.model, "steps": settings.steps, "rank": ctx.rank}
 
-    model = model.to(memory_format=torch.contiguous_format)
-    record = model_record(settings.model, settings.width, overrides, model, data_hash=data_hash,
-                          params_hash=fingerprint, steps=settings.steps)
-    save_atomic(record, out_dir / "model.pt")
-    summary = {
-        "model": settings.model,
-        "steps": settings.steps,
-        "resumed_from_step": start_step,
-        "seconds_per_step": round(seconds / max(timed_steps, 1), 4),
-        "train_seconds_this_run": round(seconds, 1),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-        "final_epoch_loss": history[-1].get("epoch/loss") if history else None,
-        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "world_size": ctx.world_size,
-        "device": str(device),
-        "hardware": hardware.record(),
-        "settings": settings.identity(),
-    }
-    write_text_atomic(out_dir / "train_summary.json", json.dumps(summary, indent=2) + "\n")
-    checkpoint_path.unlink(missing_ok=True)  # finished: the model file supersedes it
-    return summary
+        model = model.to(memory_format=torch.contiguous_format)
+        record = model_record(settings.model, settings.width, overrides, model, variant=settings.variant,
+                              options=settings.overrides, seed=settings.seed, data_hash=data_hash, params_hash=fingerprint, steps=settings.steps)
+        summary = {
+            "model": settings.model,
+            "steps": settings.steps,
+            "resumed_from_step": start_step,
+            "seconds_per_step": round(seconds / max(timed_steps, 1), 4),
+            "train_seconds_this_run": round(seconds, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+            "final_epoch_loss": history[-1].get("epoch/loss") if history else None,
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "world_size": ctx.world_size,
+            "device": str(device),
+            "hardware": hardware.record(),
+            "settings": settings.identity(),
+        }
+        (staged_logs / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if same_dir:  # one folder holds everything: the model joins the logs and the folder is replaced once
+            save_atomic(record, staged_logs / "model.pt")
+            replace_dir(staged_logs, log_dir)
+        else:
+            with atomic_dir(out_dir) as staged_model:
+                save_atomic(record, staged_model / "model.pt")
+            replace_dir(staged_logs, log_dir)
+        checkpoint_path.unlink(missing_ok=True)  # finished: the model file supersedes it
+        return summary
+
+
+@contextlib.contextmanager
+def _staging(log_dir: Path, is_main: bool):
+    """The folder the logs are written to until the run ends (rank 0 only); removed unless it replaced ``log_dir``."""
+    staged = staging_dir(log_dir) if is_main else None
+    try:
+        yield staged
+    finally:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
 
 
 def _why_not_resumed(ckpt: dict, identity: dict) -> str:

@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# Create .venv/ at the repository root and install the project into it. Idempotent: a second run with an
-# unchanged pyproject.toml returns at once.
+# Create .venv/ at the repository root and install the project into it. Idempotent: a second run with
+# pyproject.toml and the install scripts unchanged returns at once.
 #
-# torch is installed first, pinned to 2.13.0: on the project's reference machine that is a local CPU wheel,
-# and with torch already present pip does not pull a multi-GB CUDA build to satisfy the range in pyproject.
-# Override with TORCH_SPEC (e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126").
+# torch is installed first, pinned to 2.13.0, so that the torch range in pyproject is already satisfied when
+# the project is installed. Which build: scripts/torch_choice.py lets pip resolve the pin (dry run) and adds
+# the PyTorch CPU index only if pip would take a CUDA build and there is no NVIDIA GPU; otherwise pip's own
+# index settings stand (a local wheel, an offline mirror, the CUDA build on a GPU machine).
+# TORCH_SPEC overrides that choice and is passed to pip unchanged
+# (e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+TORCH_PIN=torch==2.13.0
 stamp=.venv/.bootstrap-stamp
-want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh scripts/torch_choice.py | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
+if [ -n "${TORCH_SPEC:-}" ]; then
+    torch_args=$TORCH_SPEC
+else
+    # Prints the extra pip arguments (none, or the CPU index) and one line on stderr saying why.
+    choice=$(.venv/bin/python scripts/torch_choice.py "$TORCH_PIN")
+    torch_args="$TORCH_PIN $choice"
+fi
 # shellcheck disable=SC2086
-.venv/bin/python -m pip install --quiet $TORCH_SPEC
+.venv/bin/python -m pip install --quiet $torch_args
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 echo "$want" > "$stamp"
 echo "bootstrap: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

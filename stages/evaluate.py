@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dcseg.checkpoint import data_fingerprint, load_model  # noqa: E402
 from dcseg.cli import run_stage  # noqa: E402
 from dcseg.config import ConfigError  # noqa: E402
-from dcseg.runs import load_run_params, parse_run_args  # noqa: E402
+from dcseg.runs import load_run_params, parse_run_args, run_usage  # noqa: E402
 from dcseg.data.splits import read_split  # noqa: E402
 from dcseg.hardware import memory_format  # noqa: E402
 from dcseg.evaluation import format_summary, run_evaluation, settings_from_params  # noqa: E402
@@ -29,8 +29,7 @@ def main(argv):
     settings, et_min_volume, device, hardware = settings_from_params(cfg, run.model)
 
     model_path = run.model_dir / "model.pt"
-    model, meta = load_model(model_path, expected={"model": run.model,
-                                                   "data_hash": data_fingerprint(PREPROCESSED)})
+    model, meta = load_model(model_path, expected={**run.identity(), "data_hash": data_fingerprint(PREPROCESSED)})
     try:
         check_patch(model, settings.patch)
     except ValueError as e:
@@ -47,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main, torch_threads=True)
+    run_stage("evaluate", main, torch_threads=True, usage=run_usage("evaluate"))

@@ -12,11 +12,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcseg.cli import default_workers, run_stage  # noqa: E402
-from dcseg.config import load_params, require, to_dict  # noqa: E402
+from dcseg.config import load_params, require  # noqa: E402
 from dcseg.data import phantom  # noqa: E402
 from dcseg.data.brats import read_case  # noqa: E402
+from dcseg.data.dataset import data_root, data_source  # noqa: E402
 from dcseg.data.preprocess import BRATS_TO_CLASS  # noqa: E402
 from dcseg.data.splits import make_split, write_split  # noqa: E402
+from dcseg.validate import non_negative_int  # noqa: E402
 
 SPLIT_DIR = Path("splits/phantom")
 FIGURE = Path("reports/phantom.png")
@@ -25,12 +27,14 @@ STATS = Path("reports/phantom_stats.json")
 
 def main(overrides):
     cfg = load_params(overrides)
-    source = require(cfg, "data.source", ("phantom", "brats2020"))
-    pcfg = phantom.PhantomConfig.from_dict(to_dict(cfg.phantom))
-    out_dir = Path(require(cfg, "data.root")) / "phantom"
+    # every setting is checked before anything is written
+    source = data_source(cfg)
+    pcfg = phantom.PhantomConfig.from_dict(require(cfg, "phantom"))
+    seed = non_negative_int("split.seed", require(cfg, "split.seed"))  # a numpy seed
+    out_dir = data_root(cfg) / "phantom"
 
     ids = [phantom.case_id(i) for i in range(pcfg.n_cases)]
-    write_split(SPLIT_DIR, make_split(ids, seed=int(require(cfg, "split.seed"))))
+    write_split(SPLIT_DIR, make_split(ids, seed=seed))
 
     if source != "phantom":
         if out_dir.exists():

@@ -6,7 +6,8 @@
           python stages/train.py dcseg --ablation no_rec          (an ablation of the paper's Table 2)
           torchrun --nproc_per_node 4 stages/train.py dcseg      (data-parallel: 4 GPUs, or 4 CPU processes)
 
-Writes models/RUN/{model.pt, train_summary.json, live/} (RUN: MODEL, or dcseg_VARIANT for an ablation run);
+Writes models/RUN/model.pt (DVC-cached) and logs/RUN/{train_summary.json, live/} (git-tracked; RUN: MODEL, or
+dcseg_VARIANT for an ablation run), each folder replaced whole at the end;
 resumable checkpoints go to checkpoints/RUN/last.pt (outside DVC's outputs, which DVC deletes before rerunning).
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcseg.cli import run_stage  # noqa: E402
-from dcseg.runs import load_run_params, parse_run_args  # noqa: E402
+from dcseg.runs import command_line_keys, load_run_params, parse_run_args, run_usage  # noqa: E402
 
 PREPROCESSED = Path("data/preprocessed")
 
@@ -27,10 +28,11 @@ def main(argv):
     from dcseg.distributed import init_from_environment, shutdown
     from dcseg.training import settings_from_params, train
 
-    settings = settings_from_params(cfg, run.model, **run.train_options())
+    settings = settings_from_params(cfg, run.model, variant=run.variant,
+                                    command_line=command_line_keys(overrides, cfg.profile), **run.train_options())
     ctx = init_from_environment(settings.device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
     try:
-        summary = train(settings, PREPROCESSED, run.model_dir, run.checkpoint)
+        summary = train(settings, PREPROCESSED, run.model_dir, run.checkpoint, log_dir=run.log_dir)
     finally:
         shutdown()
     if not ctx.is_main:
@@ -40,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run_stage("train", main, torch_threads=True)
+    run_stage("train", main, torch_threads=True, usage=run_usage("train"))

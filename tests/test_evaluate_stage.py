@@ -19,6 +19,7 @@ from dcseg.data.splits import write_split
 from dcseg.evaluation import CASE_COLUMNS, score_case, settings_from_params, summarise
 from dcseg.metrics import REGIONS
 from dcseg.models import build_model
+from dcseg.runs import Run
 from dcseg.subsets import SUBSETS
 
 from .conftest import REPO, make_arrays, write_case
@@ -36,12 +37,16 @@ def _load_stage():
     return module
 
 
-def _save_model(root, name, model_name="rfnet", **identity):
+def _save_model(root, name, model_name="rfnet", variant=None, drop=(), **identity):
+    """A model file as the train stage writes it (``drop``: record fields left out, as in an older file)."""
     torch.manual_seed(0)
-    model = build_model(model_name, profile="cpu", base_channels=2)
+    options = Run(model_name, variant).model_options()
+    model = build_model(model_name, profile="cpu", base_channels=2, **options)
     identity.setdefault("data_hash", data_fingerprint(root / "data" / "preprocessed"))
-    save_atomic(model_record(model_name, "cpu", {"base_channels": 2}, model, **identity),
-                root / "models" / name / "model.pt")
+    identity.setdefault("seed", 1024)
+    record = model_record(model_name, "cpu", {"base_channels": 2, **options}, model, variant=variant, options=options,
+                          **identity)
+    save_atomic({k: v for k, v in record.items() if k not in drop}, root / "models" / name / "model.pt")
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +161,34 @@ def test_score_case_post_processes_only_et():
     assert by_region["TC"]["dice"] == by_region["TC"]["dice_post"] < 1.0  # one ET voxel lies in the edema
     kept = score_case("c", prediction[None], label, (1.0, 1.0, 1.0), 99.0, et_min_voxels=3, subsets=SUBSETS[:1])
     assert kept[2]["dice_post"] == 0.0
+
+
+def _refusal(workdir, *argv) -> str:
+    p = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py"), *argv], cwd=workdir,
+                       capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" not in p.stderr and p.stderr.startswith("evaluate: error:")
+    return p.stderr
+
+
+def test_an_ablation_model_is_refused_as_the_main_model_and_the_reverse(workdir):
+    # issue 12, item 1: `cp models/dcseg_no_rec/model.pt models/dcseg/model.pt` was accepted
+    _save_model(workdir, "dcseg", model_name="dcseg", variant="no_rec")
+    err = _refusal(workdir, "dcseg")
+    assert "models/dcseg/model.pt" in err and "variant: file has 'no_rec', expected None" in err
+    _save_model(workdir, "dcseg_no_ana", model_name="dcseg")  # the main DC-Seg where a variant belongs
+    err = _refusal(workdir, "dcseg", "--ablation", "no_ana")
+    assert "models/dcseg_no_ana/model.pt" in err and "variant: file has None, expected 'no_ana'" in err
+    _save_model(workdir, "dcseg_no_mod", model_name="dcseg", variant="no_mod")
+    record = torch.load(workdir / "models/dcseg_no_mod/model.pt", weights_only=True)
+    record["options"] = {}  # the right variant name, but built without the variant's options
+    save_atomic(record, workdir / "models/dcseg_no_mod/model.pt")
+    assert "options: file has {}" in _refusal(workdir, "dcseg", "--ablation", "no_mod")
+
+
+def test_an_older_or_hand_made_model_file_is_refused_with_the_missing_fields(workdir):
+    # issue 12, item 8: a record without some field gave a KeyError traceback
+    _save_model(workdir, "mmformer", drop=("variant", "options", "seed"))
+    err = _refusal(workdir, "mmformer")
+    assert "models/mmformer/model.pt lacks the field(s) ['variant', 'options', 'seed']" in err
+    assert "older or hand-made" in err

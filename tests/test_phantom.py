@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from dcseg.config import ConfigError
 from dcseg.data import read_case
 from dcseg.data.brats import MODALITIES
 from dcseg.data.phantom import PhantomConfig, case_id, generate, make_case, summarise
@@ -95,6 +96,6 @@ def test_tumour_sizes_comparable_to_brats():
     assert 1 <= sum(not c.has_enhancing for c in cs) <= 8
 
 
-def test_unknown_param_is_named():
-    with pytest.raises(KeyError, match="noise_level"):
+def test_unknown_param_is_named_by_its_full_key():
+    with pytest.raises(ConfigError, match=r"unknown phantom params \['phantom\.noise_level'\]"):
         PhantomConfig.from_dict({"noise_level": 0.1})

@@ -1,3 +1,6 @@
+import re
+
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -51,7 +54,7 @@ def test_preprocess_invariants():
 def test_constant_modality_is_an_error():
     image, seg = make_arrays()
     image[2][image[2] != 0] = 7.0
-    with pytest.raises(DataError, match="channel 2 is constant over the brain"):
+    with pytest.raises(DataError, match=r"^case X: channel 2 is constant over the brain \(all 7, std 0\)"):
         preprocess_case(image, seg, where="case X: ")
 
 
@@ -100,6 +103,62 @@ def test_bad_case_leaves_no_partial_output(tmp_path):
         build_preprocessed(raw, split_dir, out, min_size=(0, 0, 0), progress=False)
     assert not out.exists()
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_constant_modality_names_its_file(tmp_path):
+    raw, split_dir, ids = _dataset(tmp_path)
+    image, seg = make_arrays(seed=1)
+    image[2][image[2] != 0] = 7.0
+    write_case(raw, ids[1], image, seg)
+    with pytest.raises(DataError, match=rf"^case {ids[1]}: {ids[1]}_t1\.nii\.gz is constant over the brain"):
+        build_preprocessed(raw, split_dir, tmp_path / "pre", min_size=(0, 0, 0), progress=False)
+
+
+def test_spacing_is_the_grid_all_files_share(tmp_path):
+    raw, split_dir, ids = _dataset(tmp_path)
+    write_case(raw, ids[0], *make_arrays(), affine=np.diag([1.2, 0.9, 2.0, 1.0]))
+    manifest = build_preprocessed(raw, split_dir, tmp_path / "pre", min_size=(0, 0, 0), progress=False)
+    row = manifest.set_index("case").loc[ids[0]]
+    np.testing.assert_allclose([row.spacing_x, row.spacing_y, row.spacing_z], [1.2, 0.9, 2.0], rtol=1e-6)
+
+
+def test_a_case_off_the_grid_stops_the_build(tmp_path):
+    raw, split_dir, ids = _dataset(tmp_path)
+    write_case(raw, ids[2], *make_arrays(), affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+    t1 = raw / ids[2] / f"{ids[2]}_t1.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(str(t1)).dataobj), np.eye(4)), str(t1))
+    with pytest.raises(DataError, match=rf"case {ids[2]}: {ids[2]}_t1\.nii\.gz has voxel size 1 x 1 x 1 mm but "
+                                        rf"{ids[2]}_flair\.nii\.gz has 2 x 2 x 2 mm; expected every modality"):
+        build_preprocessed(raw, split_dir, tmp_path / "pre", min_size=(0, 0, 0), progress=False)
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ("no flair", r"missing flair file: expected {flair}\.nii\.gz or {flair}\.nii$"),
+    ("FLAIR", r"missing flair file: expected {flair}\.nii\.gz or {flair}\.nii; found {case}_FLAIR\.nii\.gz, "
+              r"which differs in letter case"),
+    ("other prefix", r"missing flair file: expected {flair}\.nii\.gz or {flair}\.nii; found "
+                     r"BraTS2020_Training_002_flair\.nii\.gz, whose prefix BraTS2020_Training_002 is not the folder "
+                     r"name {case}"),
+    ("folder renamed", r"no folder {folder}; found {raw}/case_two/{case}_flair\.nii\.gz: expected the case folder "
+                       r"to be named after its files' prefix"),
+])
+def test_misnamed_files_name_what_was_looked_for_not_case_not_found(tmp_path, mistake, message):
+    raw, split_dir, ids = _dataset(tmp_path)
+    case, d = ids[1], raw / ids[1]
+    if mistake == "no flair":
+        (d / f"{case}_flair.nii.gz").unlink()
+    elif mistake == "FLAIR":
+        (d / f"{case}_flair.nii.gz").rename(d / f"{case}_FLAIR.nii.gz")
+    elif mistake == "other prefix":
+        for f in d.iterdir():
+            f.rename(d / f.name.replace("BraTS20_", "BraTS2020_"))
+    else:
+        d.rename(raw / "case_two")
+    flair = re.escape(str(d / f"{case}_flair"))
+    expected = message.format(case=case, flair=flair, folder=re.escape(str(d)), raw=re.escape(str(raw)))
+    with pytest.raises(DataError, match=rf"^case {case}: {expected}") as info:
+        build_preprocessed(raw, split_dir, tmp_path / "pre", min_size=(0, 0, 0), progress=False)
+    assert "not found" not in str(info.value)
 
 
 def test_load_case_missing(tmp_path):

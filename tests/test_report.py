@@ -54,7 +54,7 @@ def _case_metrics(cases, level, rng):
 
 
 def write_results_dir(root, cases, seed=0, copies=None):
-    """metrics/, models/<run>/train_summary.json and paper/ for the 8 runs; ``copies`` {run: source run} makes a
+    """metrics/, logs/<run>/ (train_summary.json, the epoch-loss curve) and paper/ for the 8 runs; ``copies`` {run: source run} makes a
     run's results identical to another's."""
     rng = np.random.default_rng(seed)
     (root / "metrics").mkdir(parents=True, exist_ok=True)
@@ -66,8 +66,10 @@ def write_results_dir(root, cases, seed=0, copies=None):
         write_results(frames[run.name], summarise(frames[run.name]), root / run.cases_csv, root / run.metrics_json)
         summary = {"model": run.model, "steps": 10, "seconds_per_step": 0.25,
                    "settings": {"model": run.model, "crop": 16, "precision": "fp32", "batch_size": 1, "lr": 1e-3}}
-        (root / run.model_dir).mkdir(parents=True, exist_ok=True)
-        (root / run.model_dir / "train_summary.json").write_text(json.dumps(summary))
+        curve = root / run.log_dir / "live" / "plots" / "metrics" / "epoch" / "loss.tsv"
+        curve.parent.mkdir(parents=True, exist_ok=True)
+        curve.write_text("step\tloss\n" + "".join(f"{10 * k}\t{3.0 / k:.6f}\n" for k in range(1, 6)))
+        (root / run.train_summary).write_text(json.dumps(summary))
     shutil.copytree(REPO / "paper", root / "paper", dirs_exist_ok=True)
     return frames
 
@@ -348,14 +350,14 @@ def test_bad_report_params_name_the_key():
 def test_stage_reports_bad_input_in_one_line_and_exits_1(tmp_path, monkeypatch, capsys):
     write_results_dir(tmp_path, CASES[:3])
     write_manifest(tmp_path, CASES[:3])
-    (tmp_path / "models" / "dcseg_no_ana" / "train_summary.json").unlink()
+    (tmp_path / "logs" / "dcseg_no_ana" / "train_summary.json").unlink()
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         run_stage("report", _load_stage().main, FAST)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "models/dcseg_no_ana/train_summary.json is missing" in err
+    assert err.count("\n") == 0 and "logs/dcseg_no_ana/train_summary.json is missing" in err
     assert not (tmp_path / "reports").exists()
 
 
@@ -390,7 +392,7 @@ def test_stage_writes_every_report_with_the_example_figure(tmp_path, monkeypatch
     for name, (options, patch) in TINY_MODELS.items():
         torch.manual_seed(0)
         model = build_model(name, profile="cpu", **options)
-        save_atomic(model_record(name, "cpu", options, model, data_hash=data_fingerprint(preprocessed)),
+        save_atomic(model_record(name, "cpu", options, model, seed=0, data_hash=data_fingerprint(preprocessed)),
                     tmp_path / "models" / name / "model.pt")
         overrides.append(f"profiles.cpu.models.{name}.eval_patch={patch}")
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
@@ -398,7 +400,8 @@ def test_stage_writes_every_report_with_the_example_figure(tmp_path, monkeypatch
 
     run_stage("report", _load_stage().main, overrides)
     assert "report: done" in capsys.readouterr().out
-    for name in ("table1.md", "table2.md", "summary.json", "figures/dice_heatmap.png", "figures/example_case.png"):
+    for name in ("table1.md", "table2.md", "summary.json", "figures/dice_heatmap.png", "figures/example_case.png",
+                 "figures/training_curves.png"):
         assert (tmp_path / "reports" / name).stat().st_size > 0, name
     assert (tmp_path / "reports" / "figures" / "example_case.png").read_bytes()[:4] == b"\x89PNG"
     assert "test cases evaluated: 2" in (tmp_path / "reports" / "table1.md").read_text()

@@ -46,7 +46,15 @@ def test_every_run_has_its_stages_in_dvc_yaml_with_matching_arguments():
             assert getattr(run, f"{stage}_stage") == f"{stage}@{run.name}"
             argv = [items[run.name]["model"]] + items[run.name]["args"].split()
             assert parse_run_args(argv, stage) == (run, [])
-    assert pipeline["stages"]["train"]["do"]["outs"] == ["models/${key}"]  # = Run.model_dir
+    # = Run.model_dir (cached) and Run.log_dir (git-tracked)
+    assert pipeline["stages"]["train"]["do"]["outs"] == ["models/${key}", {"logs/${key}": {"cache": False}}]
+    assert {str(run.model_dir) for run in runs} == {f"models/{run.name}" for run in runs}
+    assert {str(run.log_dir) for run in runs} == {f"logs/{run.name}" for run in runs}
+    assert pipeline["stages"]["evaluate"]["do"]["outs"] == [{"metrics/${key}_cases.csv": {"cache": False}},
+                                                            {"metrics/${key}.json": {"cache": False}}]
+    assert "metrics" not in pipeline["stages"]["evaluate"]["do"]  # per-run detail stays out of `dvc exp show`
+    plots = {next(iter(p)) for p in pipeline["plots"]}
+    assert plots == {f"{Run(m).log_dir}/live/plots/metrics" for m in ("dcseg", "rfnet", "mmformer")}
 
 
 def test_committed_lock_names_only_stages_of_dvc_yaml():

@@ -1,6 +1,8 @@
 """Trainer and sampler: determinism, bitwise resume, schedule, refusing foreign checkpoints."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +155,66 @@ def test_settings_are_recorded(tiny_data, tmp_path):
     summary = train(s, tiny_data, tmp_path / "m", tmp_path / "c.pt", progress=False)
     assert summary["settings"]["crop"] == 16 and summary["settings"]["augment"]["rotate"] is True
     assert dataclasses.asdict(s.augment) == summary["settings"]["augment"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Issue 12: the run folder is replaced whole, resumed logs equal uninterrupted ones, settings are layered and checked
+
+
+def _folder_bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resumed_run_logs_the_uninterrupted_runs_epoch_losses(tiny_data, tmp_path):
+    # a checkpoint in the middle of an epoch (step 4 of epochs of 3): the epoch's mean must cover its steps before
+    # the interruption too (it averaged only the steps after the resume: 8.0486 vs 8.5356)
+    settings = tiny_settings("rfnet", steps=6, steps_per_epoch=3, checkpoint_every=2)
+    train(settings, tiny_data, tmp_path / "ref", tmp_path / "ref.pt", progress=False)
+    train(settings, tiny_data, tmp_path / "run", tmp_path / "run.pt", progress=False, stop_at_step=5)
+    resumed = train(settings, tiny_data, tmp_path / "run", tmp_path / "run.pt", progress=False)
+    assert resumed["resumed_from_step"] == 4
+    logs = tmp_path / "{}" / "live" / "plots" / "metrics"
+    for name in ("epoch/loss.tsv", "train/loss/total.tsv", "epoch/index.tsv"):
+        assert (Path(str(logs).format("run")) / name).read_text() == (Path(str(logs).format("ref")) / name).read_text()
+    assert resumed["final_epoch_loss"] == json.loads((tmp_path / "ref" / "train_summary.json").read_text())[
+        "final_epoch_loss"]
+
+
+def test_a_failed_or_killed_run_leaves_the_previous_run_folders_whole(tiny_data, tmp_path, monkeypatch):
+    out, logs, ckpt = tmp_path / "models" / "rfnet", tmp_path / "logs" / "rfnet", tmp_path / "ckpt.pt"
+    train(tiny_settings("rfnet", steps=2), tiny_data, out, ckpt, progress=False, log_dir=logs)
+    assert (out / "model.pt").is_file() and (logs / "train_summary.json").is_file() and (logs / "live").is_dir()
+    before = (_folder_bytes(out), _folder_bytes(logs))
+
+    # killed mid-run (simulated: the run stops without finishing) and failed mid-run (an exception at step 3)
+    train(tiny_settings("rfnet", steps=6), tiny_data, out, ckpt, progress=False, log_dir=logs, stop_at_step=3)
+    assert (_folder_bytes(out), _folder_bytes(logs)) == before
+    import dcseg.training as training
+    real = training.total_loss
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise FloatingPointError("injected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "total_loss", failing)
+    with pytest.raises(FloatingPointError, match="injected"):
+        train(tiny_settings("rfnet", steps=6, seed=5), tiny_data, out, ckpt, progress=False, log_dir=logs)
+    assert (_folder_bytes(out), _folder_bytes(logs)) == before
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["rfnet"]  # no staging folder left
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["rfnet"]
+
+    monkeypatch.setattr(training, "total_loss", real)  # a finished run replaces both folders
+    summary = train(tiny_settings("rfnet", steps=3), tiny_data, out, ckpt, progress=False, log_dir=logs)
+    assert summary["steps"] == 3 and json.loads((logs / "train_summary.json").read_text())["steps"] == 3
+    assert torch.load(out / "model.pt", weights_only=True)["steps"] == 3
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["rfnet"]
+
+
+def test_a_crop_larger_than_the_smallest_volume_is_refused_before_training(tiny_data, tmp_path):
+    from dcseg.config import ConfigError
+    with pytest.raises(ConfigError, match=r"crop 40 is larger than the smallest preprocessed training volume"):
+        train(tiny_settings("rfnet", crop=40), tiny_data, tmp_path / "m", tmp_path / "c.pt", progress=False)
+    assert not (tmp_path / "m").exists()

@@ -29,24 +29,74 @@ SEG_NAME_QUIRKS: dict[str, str] = {"BraTS20_Training_355": "W39_1998.09.19_Segm.
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
+# The four modalities and the seg of a case must lie on one voxel grid: the same shape and affines equal entry by
+# entry within this many mm. NIfTI stores the affine in float32 (the qform as a quaternion), so one grid written by
+# two tools differs by ~1e-5 mm at BraTS's 240 mm offsets; a thousandth of a voxel is far above that and far below
+# any real misregistration.
+AFFINE_TOLERANCE_MM = 1e-3
+ONE_GRID = "expected every modality and the seg of a case on one grid"
+
 
 def find_case_file(case_dir: Path, kind: str) -> Path:
-    """Path of ``<case>_<kind>.nii.gz`` / ``.nii`` in ``case_dir`` (kind: a modality or ``seg``)."""
+    """Path of ``<case>_<kind>.nii.gz`` / ``.nii`` in ``case_dir`` (kind: a modality or ``seg``). A missing file
+    fails naming the paths looked for and any near miss found instead (another letter case, another prefix)."""
     case = case_dir.name
     candidates = [case_dir / f"{case}_{kind}{suffix}" for suffix in NIFTI_SUFFIXES]
     if kind == "seg" and case in SEG_NAME_QUIRKS:
         candidates.append(case_dir / SEG_NAME_QUIRKS[case])
     found = [p for p in candidates if p.is_file()]
     if not found:
-        names = " or ".join(p.name for p in candidates)
-        raise DataError(f"case {case}: missing {kind} file: expected {names} in {case_dir}")
+        raise DataError(f"case {case}: missing {kind} file: expected {' or '.join(map(str, candidates))}"
+                        f"{_near_miss(case_dir, kind)}")
     if len(found) > 1:
         raise DataError(f"case {case}: ambiguous {kind} file: found {', '.join(p.name for p in found)}; keep one")
     return found[0]
 
 
-def _load_nifti(path: Path, case: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Read the full voxel array (as stored, scaled by scl_slope/inter if set), affine and voxel size."""
+def _kind_prefix(name: str, kind: str) -> str | None:
+    """``X`` when ``name`` is ``X_<kind>.nii.gz`` / ``.nii`` in any letter case, else None."""
+    for suffix in NIFTI_SUFFIXES:
+        end = f"_{kind}{suffix}"
+        if name.lower().endswith(end):
+            return name[: -len(end)]
+    return None
+
+
+def _near_miss(case_dir: Path, kind: str) -> str:
+    """What ``case_dir`` holds instead of its ``kind`` file, as the tail of the missing-file error ('' if nothing)."""
+    case = case_dir.name
+    for p in sorted(case_dir.iterdir()):
+        prefix = _kind_prefix(p.name, kind)
+        if prefix is None:
+            continue
+        if prefix.lower() == case.lower():
+            return f"; found {p.name}, which differs in letter case (file names are case-sensitive)"
+        return (f"; found {p.name}, whose prefix {prefix} is not the folder name {case} (a case folder must be "
+                "named after its files' prefix)")
+    return ""
+
+
+def check_case_folders(root: Path, cases) -> None:
+    """A case without a folder of its name, whose files sit in a folder of another name (or letter case), fails
+    naming both; cases missing altogether are left to the split check, which lists them all."""
+    missing = [c for c in cases if not (root / c).is_dir()]
+    if not missing:
+        return
+    flair_of = {}  # lower-case file prefix -> a FLAIR file carrying it
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(d.iterdir()):
+            prefix = _kind_prefix(f.name, "flair")
+            if prefix is not None:
+                flair_of.setdefault(prefix.lower(), f)
+    for c in missing:
+        if c.lower() in flair_of:
+            f = flair_of[c.lower()]
+            raise DataError(f"case {c}: no folder {root / c}; found {f}: expected the case folder to be named "
+                            f"after its files' prefix ({c})")
+
+
+def _load_nifti(path: Path, case: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the full voxel array (as stored, scaled by scl_slope/inter if set) and the affine."""
     try:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj)
@@ -57,16 +107,15 @@ def _load_nifti(path: Path, case: str) -> tuple[np.ndarray, np.ndarray, tuple[fl
         raise DataError(f"case {case}: {path.name} has shape {data.shape}; expected a 3D volume")
     if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
         raise DataError(f"case {case}: {path.name} has dtype {data.dtype}; expected a real numeric type")
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    return data, np.asarray(img.affine, dtype=np.float64), zooms
+    return data, np.asarray(img.affine, dtype=np.float64)
 
 
 def read_case(case_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read one BraTS case: image float32 ``[4, X, Y, Z]`` in :data:`MODALITIES` order, seg uint8 ``[X, Y, Z]``
-    with labels in {0, 1, 2, 4}, and the 4x4 affine of the FLAIR file.
+    with labels in {0, 1, 2, 4}, and the 4x4 affine all its files share.
 
-    Raises :class:`DataError` for a missing, unreadable or truncated file, shapes that differ between files,
-    NaN/inf voxels, label values outside {0, 1, 2, 4} or non-integral labels, and an all-zero brain.
+    Raises :class:`DataError` for a missing, unreadable or truncated file, files not on one grid (shape or
+    affine), NaN/inf voxels, label values outside {0, 1, 2, 4} or non-integral labels, and an all-zero brain.
     """
     case_dir = Path(case_dir)
     case = case_dir.name
@@ -74,15 +123,12 @@ def read_case(case_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         raise DataError(f"case {case}: {case_dir} is not a directory; expected a BraTS case folder")
 
     channels = []
-    shape = affine = None
+    grid = None  # (file name, shape, affine) of the first modality: every other file must match it
     for mod in MODALITIES:
         path = find_case_file(case_dir, mod)
-        data, aff, _ = _load_nifti(path, case)
-        if shape is None:
-            shape, affine, first = data.shape, aff, path.name
-        elif data.shape != shape:
-            raise DataError(f"case {case}: {path.name} has shape {data.shape} but {first} has {shape}; "
-                            "expected all modalities and the seg on one voxel grid")
+        data, affine = _load_nifti(path, case)
+        grid = grid or (path.name, data.shape, affine)
+        _check_grid(case, path.name, data.shape, affine, *grid)
         data = data.astype(np.float32)
         if not np.isfinite(data).all():
             n = int((~np.isfinite(data)).sum())
@@ -91,16 +137,37 @@ def read_case(case_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     image = np.stack(channels)
 
     seg_path = find_case_file(case_dir, "seg")
-    seg_raw, _, _ = _load_nifti(seg_path, case)
-    if seg_raw.shape != shape:
-        raise DataError(f"case {case}: {seg_path.name} has shape {seg_raw.shape} but {first} has {shape}; "
-                        "expected the seg on the image grid")
+    seg_raw, seg_affine = _load_nifti(seg_path, case)
+    _check_grid(case, seg_path.name, seg_raw.shape, seg_affine, *grid)
     seg = labels_to_uint8(seg_raw, f"case {case}: {seg_path.name}")
 
     if not (image != 0).any():
         raise DataError(f"case {case}: all four modalities are zero everywhere (all-zero brain); "
                         f"expected a skull-stripped brain with non-zero voxels ({case_dir})")
-    return image, seg, affine
+    return image, seg, grid[2]
+
+
+def _check_grid(case: str, name: str, shape, affine, ref_name: str, ref_shape, ref_affine) -> None:
+    """File ``name`` must lie on the grid of ``ref_name``: the same shape and the same affine (we never resample)."""
+    if shape != ref_shape:
+        raise DataError(f"case {case}: {name} has shape {shape} but {ref_name} has {ref_shape}; {ONE_GRID}")
+    if np.abs(affine - ref_affine).max() > AFFINE_TOLERANCE_MM:
+        this, ref = _affine_difference(affine, ref_affine)
+        raise DataError(f"case {case}: {name} has {this} but {ref_name} has {ref}; {ONE_GRID} "
+                        f"(affines equal within {AFFINE_TOLERANCE_MM:g} mm)")
+
+
+def _affine_difference(affine: np.ndarray, ref: np.ndarray) -> tuple[str, str]:
+    """The first of voxel size, axis orientation and origin that differs, as (this, ref); else both affines."""
+    views = (
+        ("voxel size", lambda a: " x ".join(f"{v:.4g}" for v in nib.affines.voxel_sizes(a)) + " mm"),
+        ("orientation", lambda a: "".join(nib.aff2axcodes(a))),
+        ("origin", lambda a: "(" + ", ".join(f"{v:.4g}" for v in a[:3, 3]) + ") mm"),
+    )
+    for what, view in views:
+        if view(affine) != view(ref):
+            return f"{what} {view(affine)}", view(ref)
+    return f"affine {np.round(affine[:3], 4).tolist()}", str(np.round(ref[:3], 4).tolist())
 
 
 def labels_to_uint8(seg: np.ndarray, where: str) -> np.ndarray:
@@ -120,13 +187,19 @@ def labels_to_uint8(seg: np.ndarray, where: str) -> np.ndarray:
 
 
 def list_cases(root: str | Path) -> list[str]:
-    """Sorted case ids (folder names holding a FLAIR file) under a BraTS root."""
+    """Sorted case ids under a BraTS root: the folders holding a NIfTI file (hidden folders excepted). A folder
+    whose files are misnamed is still listed, so reading it names the file looked for instead of the case
+    vanishing from the list."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist; expected a folder of BraTS case folders "
                         "(set data.root in params.yaml)")
     cases = sorted(p.name for p in root.iterdir()
-                   if p.is_dir() and any((p / f"{p.name}_flair{s}").is_file() for s in NIFTI_SUFFIXES))
+                   if p.is_dir() and not p.name.startswith(".") and any(_is_nifti(f.name) for f in p.iterdir()))
     if not cases:
         raise DataError(f"data root {root} holds no BraTS case folders; expected <root>/<case>/<case>_flair.nii.gz")
     return cases
+
+
+def _is_nifti(name: str) -> bool:
+    return name.lower().endswith(NIFTI_SUFFIXES)

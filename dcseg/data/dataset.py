@@ -7,14 +7,35 @@ from pathlib import Path
 import nibabel as nib
 import pandas as pd
 
-from dcseg.data.brats import find_case_file, list_cases, read_case
+from dcseg.config import require
+from dcseg.data.brats import MODALITIES, check_case_folders, find_case_file, list_cases, read_case
 from dcseg.data.errors import DataError
 from dcseg.data.preprocess import LABEL_NAMES, preprocess_case, save_case
 from dcseg.data.splits import SPLIT_NAMES, check_split_on_disk, read_split, write_split
 from dcseg.io import atomic_dir, map_cases
+from dcseg.validate import choice, int_list, text
+
+# params data.source: the embedded phantom (written by the phantom stage) or the BraTS 2020 release, each read
+# from <data.root>/<source>.
+SOURCES = ("phantom", "brats2020")
 
 # The BraTS 2020 archive unpacks into this folder; accept it one level below the data root.
 BRATS_SUBFOLDERS = ("MICCAI_BraTS2020_TrainingData",)
+
+
+def data_source(cfg) -> str:
+    """params ``data.source``, one of :data:`SOURCES`."""
+    return choice("data.source", require(cfg, "data.source"), SOURCES)
+
+
+def data_root(cfg) -> Path:
+    """params ``data.root``: the folder holding one folder per source."""
+    return Path(text("data.root", require(cfg, "data.root")))
+
+
+def min_size_param(cfg) -> tuple[int, int, int]:
+    """params ``preprocess.min_size``: the smallest preprocessed shape, three voxel counts >= 1."""
+    return int_list("preprocess.min_size", require(cfg, "preprocess.min_size"), 3, minimum=1)
 
 
 def resolve_raw_dir(raw_dir: str | Path) -> Path:
@@ -29,9 +50,10 @@ def _one(args) -> dict:
     raw_dir, out_dir, cid, min_size = args
     case_dir = raw_dir / cid
     image, seg, affine = read_case(case_dir)
-    img, lab, info = preprocess_case(image, seg, min_size, where=f"case {cid}: ")
+    names = [find_case_file(case_dir, mod).name for mod in MODALITIES]
+    img, lab, info = preprocess_case(image, seg, min_size, where=f"case {cid}: ", names=names)
     save_case(out_dir, cid, img, lab)
-    spacing = nib.load(str(find_case_file(case_dir, "flair"))).header.get_zooms()[:3]
+    spacing = nib.affines.voxel_sizes(affine)  # the grid all files of the case share (read_case checks it)
     row = {"case": cid, "x": lab.shape[0], "y": lab.shape[1], "z": lab.shape[2]}
     for a, ax in enumerate("xyz"):
         row[f"orig_{ax}"] = seg.shape[a]
@@ -53,8 +75,9 @@ def build_preprocessed(raw_dir: str | Path, split_dir: str | Path, out_dir: str 
         raise DataError(f"data folder {raw_dir} does not exist; for BraTS 2020 put the case folders there "
                         "(see README), for the phantom run the phantom stage")
     split = read_split(split_dir)
-    check_split_on_disk(split, list_cases(raw_dir), split_dir, raw_dir)
     cases = sorted(c for name in SPLIT_NAMES for c in split[name])
+    check_case_folders(raw_dir, cases)
+    check_split_on_disk(split, list_cases(raw_dir), split_dir, raw_dir)
 
     with atomic_dir(out_dir) as tmp:
         jobs = [(raw_dir, tmp, c, tuple(int(v) for v in min_size)) for c in cases]

@@ -34,15 +34,19 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from dcseg.config import ConfigError
 from dcseg.data.brats import MODALITIES
 from dcseg.io import atomic_dir, map_cases
+from dcseg.validate import (fail, fraction, half_open_fraction, non_negative, non_negative_int, number, positive,
+                            positive_int, range_pair)
 
 # Relative tissue intensities per modality, in MODALITIES order (flair, t1ce, t1, t2).
 TISSUE_CONTRAST: dict[str, dict[str, float]] = {
@@ -58,41 +62,51 @@ TISSUE_CONTRAST: dict[str, dict[str, float]] = {
 CASE_PREFIX = "BraTS20_Training_"
 
 
+def _param(default, check):
+    """A phantom parameter: its default and the check (dcseg.validate) its params.yaml value must pass."""
+    return field(default=default, metadata={"check": check})
+
+
+# [low, high] ranges of radii (mm) and of radius ratios; a ratio of 0 would leave an empty core or necrosis.
+_RADII = functools.partial(range_pair, element=positive)
+_RATIOS = functools.partial(range_pair, element=functools.partial(number, low=0, high=1, low_open=True))
+
+
 @dataclass(frozen=True)
 class PhantomConfig:
-    """Phantom parameters (params.yaml ``phantom``). Lengths in mm."""
+    """Phantom parameters (params.yaml ``phantom``). Lengths in mm; ``[low, high]`` pairs are uniform ranges."""
 
-    n_cases: int = 40
-    seed: int = 2020
-    voxel_size: float = 2.0
-    margin: float = 16.0               # background kept around the brain (room for the deformation)
-    max_rotation_deg: float = 6.0
-    max_scale: float = 0.07            # per-axis scale in [1 - s, 1 + s]
-    max_translation: float = 4.0
-    elastic_amplitude: float = 3.0     # std of the elastic displacement
-    elastic_smoothness: float = 12.0   # Gaussian sigma of the elastic field
-    wt_radius: tuple[float, float] = (22.0, 34.0)     # equivalent radius of the whole tumour
-    core_fraction: tuple[float, float] = (0.55, 0.8)  # core radius / whole-tumour radius
-    necrosis_fraction: tuple[float, float] = (0.6, 0.85)  # necrosis radius / core radius
-    no_enhancing_fraction: float = 0.15
-    mass_effect: float = 0.35          # radial push at the tumour centre, relative to the core radius
-    contrast_jitter: float = 0.06      # relative, per subject, modality and tissue
-    tumour_texture: float = 0.08       # relative std of smooth intensity texture inside the tumour
-    bias_field: float = 0.15           # std of the log bias field
-    noise: float = 0.03                # Rician noise std relative to white matter
+    n_cases: int = _param(40, positive_int)
+    seed: int = _param(2020, non_negative_int)        # numpy seeds are non-negative
+    voxel_size: float = _param(2.0, positive)
+    margin: float = _param(16.0, non_negative)        # background kept around the brain (room for the deformation)
+    max_rotation_deg: float = _param(6.0, non_negative)
+    max_scale: float = _param(0.07, half_open_fraction)  # per-axis scale in [1 - s, 1 + s], so s < 1
+    max_translation: float = _param(4.0, non_negative)
+    elastic_amplitude: float = _param(3.0, non_negative)    # std of the elastic displacement
+    elastic_smoothness: float = _param(12.0, non_negative)  # Gaussian sigma of the elastic field
+    wt_radius: tuple[float, float] = _param((22.0, 34.0), _RADII)      # equivalent radius of the whole tumour
+    core_fraction: tuple[float, float] = _param((0.55, 0.8), _RATIOS)  # core radius / whole-tumour radius
+    necrosis_fraction: tuple[float, float] = _param((0.6, 0.85), _RATIOS)  # necrosis radius / core radius
+    no_enhancing_fraction: float = _param(0.15, fraction)
+    mass_effect: float = _param(0.35, non_negative)   # radial push at the tumour centre, relative to the core radius
+    contrast_jitter: float = _param(0.06, half_open_fraction)  # relative, x U(1 - j, 1 + j) per subject/modality/tissue
+    tumour_texture: float = _param(0.08, non_negative)  # relative std of smooth intensity texture inside the tumour
+    bias_field: float = _param(0.15, non_negative)      # std of the log bias field
+    noise: float = _param(0.03, non_negative)           # Rician noise std relative to white matter
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PhantomConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+    def from_dict(cls, d, key: str = "phantom") -> "PhantomConfig":
+        """The config from params ``key`` (a mapping; absent entries keep their defaults), each value checked and
+        errors naming the full key, e.g. ``phantom.noise``."""
+        if not isinstance(d, Mapping):
+            fail(key, d, "a mapping of phantom settings")
+        checks = {f.name: f.metadata["check"] for f in fields(cls)}
+        unknown = sorted(set(d) - set(checks))
         if unknown:
-            raise KeyError(f"unknown phantom params {unknown}; expected a subset of {sorted(known)}")
-        kw = {k: tuple(v) if isinstance(getattr(cls, k, None), tuple) else v for k, v in d.items()}
-        cfg = cls(**kw)
-        if cfg.n_cases < 1 or cfg.voxel_size <= 0:
-            raise ValueError(f"phantom.n_cases must be >= 1 and phantom.voxel_size > 0, got {cfg.n_cases}, "
-                             f"{cfg.voxel_size}")
-        return cfg
+            raise ConfigError(f"unknown phantom params {[f'{key}.{k}' for k in unknown]}; expected a subset of "
+                              f"{sorted(checks)}")
+        return cls(**{k: checks[k](f"{key}.{k}", v) for k, v in d.items()})
 
 
 def case_id(index: int) -> str:

@@ -73,20 +73,24 @@ def widen_box(lo, hi, shape, min_size) -> CropInfo:
     return CropInfo(tuple(new_lo), tuple(new_hi), tuple(pad_b), tuple(pad_a))
 
 
-def zscore_brain(image: np.ndarray, brain: np.ndarray, where: str = "") -> np.ndarray:
-    """Z-score each channel with the mean and population std over ``brain`` voxels, applied to all voxels."""
+def zscore_brain(image: np.ndarray, brain: np.ndarray, where: str = "", names=None) -> np.ndarray:
+    """Z-score each channel with the mean and population std over ``brain`` voxels, applied to all voxels.
+    ``names``: what to call each channel in an error (its file), default ``channel k``."""
     out = np.empty_like(image, dtype=np.float32)
     for k in range(image.shape[0]):
         vals = image[k][brain].astype(np.float64)
         mean, std = vals.mean(), vals.std()
         if not np.isfinite(std) or std <= 0:
-            raise DataError(f"{where}channel {k} is constant over the brain (std {std}); cannot z-score it")
+            name = names[k] if names is not None else f"channel {k}"
+            raise DataError(f"{where}{name} is constant over the brain (all {mean:g}, std {std:g}); expected "
+                            "varying intensities to z-score")
         out[k] = ((image[k] - mean) / std).astype(np.float32)
     return out
 
 
-def preprocess_case(image: np.ndarray, seg: np.ndarray, min_size=(0, 0, 0), where: str = ""):
-    """Crop, pad, normalise and relabel one case. Returns (image float32 [4, ...], label uint8 [...], CropInfo)."""
+def preprocess_case(image: np.ndarray, seg: np.ndarray, min_size=(0, 0, 0), where: str = "", names=None):
+    """Crop, pad, normalise and relabel one case. Returns (image float32 [4, ...], label uint8 [...], CropInfo).
+    ``where`` prefixes and ``names`` (one per channel, e.g. the file) name the case in errors."""
     lo, hi = nonzero_bbox(image)
     info = widen_box(lo, hi, image.shape[1:], min_size)
     sl = tuple(slice(a, b) for a, b in zip(info.lo, info.hi))
@@ -99,7 +103,7 @@ def preprocess_case(image: np.ndarray, seg: np.ndarray, min_size=(0, 0, 0), wher
         img = np.pad(img, [(0, 0)] + pads)
         lab = np.pad(lab, pads)
     brain = (img != 0).any(axis=0)
-    img = zscore_brain(img, brain, where)
+    img = zscore_brain(img, brain, where, names)
     return np.ascontiguousarray(img), np.ascontiguousarray(lab), info
 
 

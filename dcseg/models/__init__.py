@@ -62,9 +62,14 @@ def build_model(name: str, profile: str = "paper", **overrides) -> nn.Module:
     return model_class(config_class(**options))
 
 
+def model_divisor(name: str) -> int:
+    """What every spatial size of ``name``'s input must be divisible by (its downsampling factor)."""
+    return _model_classes(name)[0].divisor
+
+
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODEL_NAMES", "PROFILES", "TrainOutput", "build_model", "count_parameters"]
+__all__ = ["MODEL_NAMES", "PROFILES", "TrainOutput", "build_model", "count_parameters", "model_divisor"]

@@ -1,0 +1,107 @@
+"""Training and evaluation settings: one precedence rule for the layers, every value checked when it is read."""
+
+import subprocess
+import sys
+
+import pytest
+
+from dcseg.config import ConfigError
+from dcseg.evaluation import settings_from_params as eval_settings
+from dcseg.runs import Run, command_line_keys, load_run_params
+from dcseg.training import layered_settings, settings_from_params
+
+from .conftest import REPO
+
+
+def _settings(run: Run, *overrides: str):
+    """What `python stages/train.py <run> <overrides>` would train."""
+    cfg = load_run_params(list(overrides))
+    return settings_from_params(cfg, run.model, variant=run.variant,
+                                command_line=command_line_keys(list(overrides), cfg.profile), **run.train_options())
+
+
+def test_the_command_line_is_the_top_layer():
+    # issue 12, item 5: `dcseg --ablation no_rec train.steps=10` trained the ablation schedule's 250 steps
+    assert _settings(Run("dcseg", "no_rec")).steps == load_run_params([]).profiles.cpu.ablation.steps
+    assert _settings(Run("dcseg", "no_rec"), "train.steps=10").steps == 10
+    assert _settings(Run("dcseg", "no_rec"), "ablation.steps=7").steps == 7
+    # ... and under profile=paper the per-model steps (DC-Seg 75k, mmFormer 150k) no longer win over it
+    paper = load_run_params(["profile=paper"])
+    assert _settings(Run("mmformer"), "profile=paper").steps == paper.profiles.paper.models.mmformer.steps
+    assert _settings(Run("mmformer"), "profile=paper", "train.steps=10").steps == 10
+    assert _settings(Run("dcseg"), "profile=paper", "train.steps=10", "models.dcseg.steps=20").steps == 20  # in order
+    assert _settings(Run("rfnet"), "train.lr=0.01").lr == 0.01
+    # the params file's own layers: the model entry wins over the protocol, the ablation schedule over both
+    cfg = load_run_params(["profile=paper", "profiles.paper.train.steps=11", "profiles.paper.models.dcseg.steps=12"])
+    assert settings_from_params(cfg, "dcseg").steps == 12
+    assert settings_from_params(cfg, "rfnet").steps == 11
+    values, sources = layered_settings(load_run_params([]), "cpu", "dcseg", ablation=True)
+    assert sources["steps"] == "profiles.cpu.ablation.steps" and sources["batch_size"] == "profiles.cpu.train.batch_size"
+
+
+def test_a_command_line_key_of_another_model_or_an_unlayered_key_changes_nothing_here():
+    assert _settings(Run("rfnet"), "models.dcseg.crop=32").crop == _settings(Run("rfnet")).crop
+    assert _settings(Run("rfnet"), "models.rfnet.eval_patch=16").crop == _settings(Run("rfnet")).crop
+
+
+BAD = [  # (override, the full key the message names, what it must say is allowed)
+    ("train.steps=abc", "profiles.cpu.train.steps", "integer"),
+    ("train.steps=2.5", "profiles.cpu.train.steps", "integer"),
+    ("train.steps=0", "profiles.cpu.train.steps", ">= 1"),
+    ("train.steps=-5", "profiles.cpu.train.steps", ">= 1"),
+    ("train.batch_size=0", "profiles.cpu.train.batch_size", ">= 1"),
+    ("train.batch_size=-2", "profiles.cpu.train.batch_size", ">= 1"),
+    ("train.lr=-1", "profiles.cpu.train.lr", "> 0"),
+    ("train.lr=abc", "profiles.cpu.train.lr", "number"),
+    ("train.weight_decay=-1", "profiles.cpu.train.weight_decay", ">= 0"),
+    ("train.checkpoint_every=0", "profiles.cpu.train.checkpoint_every", ">= 1"),
+    ("train.steps_per_epoch=0", "profiles.cpu.train.steps_per_epoch", ">= 1"),
+    ("train.seed=abc", "profiles.cpu.train.seed", "integer"),
+    ("train.foreground_fraction=1.5", "profiles.cpu.train.foreground_fraction", "[0, 1]"),
+    ("train.precision=fp16", "profiles.cpu.train.precision", "fp32"),
+    ("train.augment.flip=maybe", "profiles.cpu.train.augment.flip", "true or false"),
+    ("train.augment.intensity_scale=5", "profiles.cpu.train.augment.intensity_scale", "[0, 1)"),
+    ("models.rfnet.crop=0", "profiles.cpu.models.rfnet.crop", ">= 1"),
+    ("models.rfnet.crop=25", "profiles.cpu.models.rfnet.crop", "divisible by 8"),
+    ("models.rfnet.width=huge", "profiles.cpu.models.rfnet.width", "cpu"),
+]
+
+
+@pytest.mark.parametrize("override, key, allowed", BAD, ids=[b[0] for b in BAD])
+def test_every_bad_training_value_names_its_key_its_value_and_what_is_allowed(override, key, allowed):
+    with pytest.raises(ConfigError) as error:
+        _settings(Run("rfnet"), override)
+    message = str(error.value)
+    assert key in message and allowed in message and override.split("=", 1)[1] in message, message
+    assert "\n" not in message
+
+
+def test_a_bad_value_from_the_ablation_schedule_or_the_loss_names_that_key():
+    with pytest.raises(ConfigError, match="profiles.cpu.ablation.steps"):
+        _settings(Run("dcseg", "no_rec"), "ablation.steps=0")
+    with pytest.raises(ConfigError, match="loss.alpha"):
+        _settings(Run("dcseg"), "loss.alpha=-1")
+
+
+@pytest.mark.parametrize("override, key", [("evaluate.subset_batch=0", "subset_batch"),
+                                           ("evaluate.overlap=1.5", "overlap"),
+                                           ("models.rfnet.eval_patch=abc", "eval_patch"),
+                                           ("evaluate.device=tpu", "profiles.cpu.evaluate.device"),
+                                           ("evaluate.et_min_volume_mm3=-1", "et_min_volume_mm3")])
+def test_bad_evaluation_values_name_their_key(override, key):
+    with pytest.raises(ConfigError, match=key):
+        eval_settings(load_run_params([override]), "rfnet")
+
+
+def test_the_train_stage_refuses_bad_steps_in_one_line_and_keeps_the_trained_model(tmp_path):
+    # issue 12, items 2 and 6: `train.steps=-5` overwrote models/rfnet/model.pt with an untrained network
+    model = tmp_path / "models" / "rfnet" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"a trained model")
+    for steps in ("-5", "0", "abc"):
+        p = subprocess.run([sys.executable, str(REPO / "stages" / "train.py"), "rfnet", f"train.steps={steps}"],
+                           cwd=tmp_path, capture_output=True, text=True)
+        assert p.returncode == 1 and "Traceback" not in p.stderr
+        assert p.stderr.strip().splitlines() == [p.stderr.strip()]  # one line
+        assert "profiles.cpu.train.steps" in p.stderr and steps in p.stderr
+    assert model.read_bytes() == b"a trained model"
