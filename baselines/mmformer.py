@@ -1,10 +1,10 @@
 """mmFormer (Zhang et al., MICCAI 2022): multimodal medical transformer for incomplete multimodal brain tumour
 segmentation.
 
-Follows YaoZhang93/mmFormer @ b18663ad (mmformer/mmformer.py, layers.py), as measured in
-``shared/reference/REFERENCE_METHODS.md`` section 4; written from that reading, no code copied. At the reference
-widths (base 8, transformer dim 512, MLP 4096, 8 heads, depth 1) and a 128^3 crop it has exactly 36,391,760
-trainable parameters: the reference's 36,654,416 minus its 262,656 never-used parameters.
+Follows YaoZhang93/mmFormer @ b18663ad (mmformer/mmformer.py, layers.py), as read and measured in
+``docs/reference.md`` §mmFormer; written from that reading, no code copied. At the reference widths (base 8,
+transformer dim 512, MLP 4096, 8 heads, depth 1) and a 128^3 crop it has exactly 36,391,760 trainable parameters:
+the reference's 36,654,416 minus its 262,656 never-used parameters.
 
 Composition:
 - per modality: a ``ModalityEncoder`` (5 levels, pre-norm, plain-conv stem), a 1^3 conv to the transformer width, a
@@ -20,7 +20,7 @@ decoders run in ``decode(features, mask)``.
 Interface: ``model(x, mask)``, x ``[B, M, X, Y, Z]`` with the spatial size given by ``crop_size`` (the token grid is
 crop / 16), mask bool ``[B, M]``. Eval mode: class logits; train mode: a ``TrainOutput``.
 
-Reference quirks (spec section 10):
+Reference quirks (labels defined in ``docs/reference.md`` §Quirks):
 - Q1 padding: ``padding_mode`` option for the encoder and decoder convs, default "zeros" = the published PyTorch 1.2
   runs (the code asks for 'reflect'; its fusion blocks use zeros either way, as here).
 - Q2 inter-modal reshape: ``faithful_inter_reshape`` option, default False (fixed): the tokens are folded back per

@@ -1,8 +1,8 @@
 """RFNet (Ding et al., ICCV 2021): region-aware fusion network for incomplete multi-modal brain tumour segmentation.
 
-Follows dyh127/RFNet @ 1e475fa5 (models.py, layers.py), as measured in ``shared/reference/REFERENCE_METHODS.md``
-sections 3 and 3.5-3.6; written from that reading, no code copied. At the reference width (base 16, 4 modalities,
-4 classes) it has exactly 8,984,960 trainable parameters, like the reference.
+Follows dyh127/RFNet @ 1e475fa5 (models.py, layers.py), as read and measured in ``docs/reference.md`` §RFNet;
+written from that reading, no code copied. At the reference width (base 16, 4 modalities, 4 classes) it has
+exactly 8,984,960 trainable parameters, like the reference.
 
 Composition: one ``ModalityEncoder`` per modality (4 levels, post-norm), the ``RegionAwareFusedDecoder`` (probability
 -map generators + region-aware fusion at every level) on the masked modality stacks, and one weight-shared
@@ -12,7 +12,7 @@ Interface: ``model(x, mask)``, x ``[B, M, X, Y, Z]`` with X, Y, Z divisible by 8
 class logits ``[B, K, X, Y, Z]``. Train mode: a ``TrainOutput``. ``encode(x)`` / ``decode(features, mask)`` split the
 eval forward so that the encoders run once for all 15 modality subsets.
 
-Reference quirks (spec section 10):
+Reference quirks (labels defined in ``docs/reference.md`` §Quirks):
 - Q1 padding: ``padding_mode`` option, default "zeros" = what the published PyTorch 1.2 runs did; "reflect" = what the
   code asks for.
 - Q7 loss in probability space: the model returns logits; ``dcseg.losses`` applies the softmax and reproduces the

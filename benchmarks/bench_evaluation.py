@@ -3,7 +3,7 @@
     python benchmarks/bench_evaluation.py [--models dcseg rfnet mmformer] [--patch 64] [--overlap 0.5]
                                           [--shape 76 92 78 --random] [--threads N] [--channels-last]
 
-Per model (``build_model(name, profile="cpu")``, untrained weights: timing only), on the first test case of
+Per model (``build_model(name, width="cpu")``, untrained weights: timing only), on the first test case of
 data/preprocessed when it exists, else a random phantom-sized volume with a synthetic label:
 
 - cost split of one window: E4 = ``model.encode`` (all 4 modality encoders), D = ``model.decode`` for one subset,
@@ -31,13 +31,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dcseg.evaluation import case_geometry, read_manifest, score_case  # noqa: E402
+from dcseg.evaluation import case_geometry, manifest_by_case, score_case  # noqa: E402
 from dcseg.inference import InferenceSettings, predict_labels, window_starts  # noqa: E402
 from dcseg.metrics import image_diagonal_mm, mm3_to_voxels  # noqa: E402
-from dcseg.models import MODEL_NAMES, build_model  # noqa: E402
+from dcseg.models import MODEL_NAMES  # noqa: E402
+from dcseg.registry import build_model  # noqa: E402
 from dcseg.subsets import SUBSET_MASKS  # noqa: E402
+from dcseg.runs import PREPROCESSED  # noqa: E402
 
-PREPROCESSED = Path("data/preprocessed")
 ET_MIN_VOLUME_MM3 = 500
 
 
@@ -48,7 +49,7 @@ def load_volume(shape, random: bool) -> tuple[str, np.ndarray, np.ndarray, tuple
         from dcseg.data.preprocess import load_case
         case = test_split.read_text().split()[0]
         image, label = load_case(PREPROCESSED, case, mmap=False)
-        spacing, diagonal = case_geometry(read_manifest(PREPROCESSED), case)
+        spacing, diagonal = case_geometry(manifest_by_case(PREPROCESSED), case)
         return f"preprocessed case {case}", image, label, spacing, diagonal
     rng = np.random.default_rng(0)
     image = rng.standard_normal((4, *shape)).astype(np.float32)
@@ -115,7 +116,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, channels_last={args.channels_last}")
     for name in args.models:
         torch.manual_seed(0)
-        model = build_model(name, profile="cpu", crop_size=args.patch).eval()
+        model = build_model(name, width="cpu", crop_size=args.patch).eval()
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
         encode, decode, decode15 = cost_split(model, args.patch, args.channels_last, args.repeats)

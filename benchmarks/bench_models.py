@@ -1,6 +1,6 @@
 """Forward + backward seconds per training step of every model, fp32 vs bf16 autocast.
 
-    python benchmarks/bench_models.py [--profile cpu] [--crop 64] [--batch 2] [--steps 3] [--channels-last]
+    python benchmarks/bench_models.py [--width cpu] [--crop 64] [--batch 2] [--steps 3] [--channels-last]
                                       [--threads N] [--models dcseg rfnet mmformer]
 
 One step = train-mode forward with a random per-sample modality mask, ``dcseg.losses.total_loss`` (all terms the
@@ -15,12 +15,13 @@ import time
 import torch
 
 from dcseg.losses import total_loss
-from dcseg.models import MODEL_NAMES, build_model, count_parameters
+from dcseg.models import MODEL_NAMES, count_parameters
+from dcseg.registry import build_model
 
 
-def step_seconds(name: str, profile: str, crop: int, batch: int, steps: int, bf16: bool, channels_last: bool) -> float:
+def step_seconds(name: str, width: str, crop: int, batch: int, steps: int, bf16: bool, channels_last: bool) -> float:
     torch.manual_seed(0)
-    model = build_model(name, profile=profile, crop_size=crop).train()
+    model = build_model(name, width=width, crop_size=crop).train()
     m = model.config.num_modalities
     x = torch.randn(batch, m, crop, crop, crop)
     if channels_last:
@@ -43,7 +44,7 @@ def step_seconds(name: str, profile: str, crop: int, batch: int, steps: int, bf1
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--width", default="cpu", help="network widths (dcseg.registry.WIDTHS)")
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
@@ -53,12 +54,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"profile {args.profile}, crop {args.crop}^3, batch {args.batch}, {torch.get_num_threads()} threads, "
+    print(f"width {args.width}, crop {args.crop}^3, batch {args.batch}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, channels_last={args.channels_last}")
     print(f"{'model':<10}{'params':>12}{'fp32 s/step':>14}{'bf16 s/step':>14}")
     for name in args.models:
-        params = count_parameters(build_model(name, profile=args.profile, crop_size=args.crop))
-        fp32, bf16 = (step_seconds(name, args.profile, args.crop, args.batch, args.steps, b, args.channels_last)
+        params = count_parameters(build_model(name, width=args.width, crop_size=args.crop))
+        fp32, bf16 = (step_seconds(name, args.width, args.crop, args.batch, args.steps, b, args.channels_last)
                       for b in (False, True))
         print(f"{name:<10}{params:>12,}{fp32:>14.2f}{bf16:>14.2f}", flush=True)
 

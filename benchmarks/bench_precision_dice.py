@@ -25,17 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dcseg.checkpoint import load_model  # noqa: E402
 from dcseg.config import load_params  # noqa: E402
 from dcseg.data.splits import read_split  # noqa: E402
-from dcseg.evaluation import run_evaluation, settings_from_params as eval_settings  # noqa: E402
+from dcseg.evaluation import evaluation_settings, run_evaluation  # noqa: E402
 from dcseg.metrics import REGIONS  # noqa: E402
-from dcseg.training import settings_from_params, train  # noqa: E402
+from dcseg.training import train, train_settings  # noqa: E402
+from dcseg.runs import PREPROCESSED, Run  # noqa: E402
 
-PREPROCESSED = Path("data/preprocessed")
 
 
 def train_and_evaluate(settings, cfg, out: Path) -> tuple[dict, dict]:
     summary = train(settings, PREPROCESSED, out / "model", out / "ckpt.pt", progress=True)
     model, _ = load_model(out / "model" / "model.pt")
-    inference, et_min, device, hardware = eval_settings(cfg, settings.model)
+    inference, et_min, device, hardware = evaluation_settings(cfg, settings.model)
     cases = read_split(PREPROCESSED / "split")["test"]
     metrics = run_evaluation(model.to(device), PREPROCESSED, cases, inference, et_min, out / "cases.csv",
                              out / "metrics.json", device, hardware=hardware)
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse the pipeline's bf16 run when it matches")
     args = parser.parse_args()
     cfg = load_params()
-    bf16 = settings_from_params(cfg, args.model)
+    bf16 = train_settings(cfg, args.model)
     if args.steps:
         bf16 = dataclasses.replace(bf16, steps=args.steps)
     bf16 = dataclasses.replace(bf16, precision="bf16")
@@ -57,10 +57,10 @@ def main() -> None:
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = Path("logs") / args.model / "train_summary.json"
+        pipeline = Run(args.model).train_summary
         if args.reuse and pipeline.is_file() and json.loads(pipeline.read_text())["settings"] == bf16.identity():
             results["bf16"] = (json.loads(pipeline.read_text()),
-                               json.loads((Path("metrics") / f"{args.model}.json").read_text()))
+                               json.loads(Run(args.model).metrics_json.read_text()))
             print(f"bf16: reusing the pipeline's run ({pipeline})")
         else:
             results["bf16"] = train_and_evaluate(bf16, cfg, Path(tmp) / "bf16")

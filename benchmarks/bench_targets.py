@@ -51,9 +51,10 @@ from bench_models import step_seconds  # noqa: E402
 
 from dcseg import hardware  # noqa: E402
 from dcseg.config import load_params  # noqa: E402
-from dcseg.evaluation import settings_from_params as eval_settings  # noqa: E402
-from dcseg.models import MODEL_NAMES, build_model  # noqa: E402
-from dcseg.training import settings_from_params as train_settings  # noqa: E402
+from dcseg.evaluation import evaluation_settings as eval_settings  # noqa: E402
+from dcseg.models import MODEL_NAMES  # noqa: E402
+from dcseg.registry import build_model  # noqa: E402
+from dcseg.training import train_settings  # noqa: E402
 
 GIB = 1024 ** 3
 
@@ -101,7 +102,7 @@ def bench_evaluation(cfg, names, repeats):
     for name in names:
         settings, _, _, resolved = eval_settings(cfg, name, warn=False)
         torch.manual_seed(0)
-        model = build_model(name, profile=train_settings(cfg, name).width, crop_size=settings.patch).eval()
+        model = build_model(name, width=train_settings(cfg, name).width, crop_size=settings.patch).eval()
         encode, decode, _ = cost_split(model, settings.patch, False, repeats)
         ideal = 15 * (encode + decode) / (encode + 15 * decode)
         fp32 = dataclasses.replace(settings, precision="fp32", channels_last=False)

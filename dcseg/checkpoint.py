@@ -1,7 +1,8 @@
-"""Trained-model files (``models/<name>/model.pt``) and resumable training checkpoints.
+"""The two file formats of a run, owned here: trained-model files (``models/<name>/model.pt``) and resumable
+training checkpoints (``checkpoints/<name>/last.pt``).
 
 Both are plain dicts of tensors and builtin types, always read with ``torch.load(weights_only=True)``: loading
-never runs pickled code. A model file records how to rebuild the network (model name, profile, config
+never runs pickled code. A model file records how to rebuild the network (model name, width, config
 overrides) and a fingerprint of what it was trained on (hash of the preprocessed data's manifest and split,
 hash of the params); a file whose fingerprint does not match what the caller expects is refused with a message
 that names the file and the differing fields.
@@ -17,7 +18,7 @@ from torch import nn
 
 from dcseg.io import atomic_path
 from dcseg.errors import CheckpointError  # noqa: F401  (re-exported)
-from dcseg.models import build_model
+from dcseg.registry import build_model
 
 FORMAT_VERSION = 1
 
@@ -56,7 +57,7 @@ def load_file(path: str | Path) -> dict:
 
 # What every model file records: how to rebuild the network, its weights, and the identity of the run that trained it
 # (the model, its Table 2 variant or None, the run's model options, the width table entry, the seed, the data).
-MODEL_FIELDS = ("model", "variant", "options", "profile", "overrides", "seed", "data_hash", "state_dict")
+MODEL_FIELDS = ("model", "variant", "options", "width", "overrides", "seed", "data_hash", "state_dict")
 
 
 def check_fingerprint(obj: dict, expected: dict, path: str | Path) -> None:
@@ -77,7 +78,7 @@ def _comparable(value):
     return value
 
 
-def model_record(model_name: str, profile: str, overrides: dict, model: nn.Module, variant: str | None = None,
+def model_record(model_name: str, width: str, overrides: dict, model: nn.Module, variant: str | None = None,
                  options: dict | None = None, **identity) -> dict:
     """What a model file holds (``MODEL_FIELDS``): enough to rebuild the network, its weights and the training
     identity. ``options``: the run's own model options (an ablation variant's); ``overrides``: everything the
@@ -87,11 +88,35 @@ def model_record(model_name: str, profile: str, overrides: dict, model: nn.Modul
         "model": model_name,
         "variant": variant,
         "options": dict(options or {}),
-        "profile": profile,
+        "width": width,
         "overrides": dict(overrides),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **identity,
     }
+
+
+def checkpoint_record(fingerprint: str, resolved: dict, step: int, model: nn.Module, optimiser, history: list,
+                      epoch_losses: list, device: torch.device) -> dict:
+    """What a training checkpoint holds: everything a killed run needs to continue bitwise as if uninterrupted
+    (weights, optimiser, RNG, the logged history and the losses of the epoch under way) and the identity
+    (``fingerprint``, and what ``auto`` resolved to) that decides whether a run may resume from it."""
+    record = {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "resolved": dict(resolved), "step": step,
+              "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(), "torch_rng": torch.get_rng_state(),
+              "history": list(history), "epoch_losses": list(epoch_losses)}
+    if device.type == "cuda":  # dropout and sampling on the GPU draw from this one
+        record["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return record
+
+
+def restore_checkpoint(record: dict, model: nn.Module, optimiser, device: torch.device) -> tuple[int, list, list]:
+    """Load a checkpoint's state into ``model`` and ``optimiser`` and the RNG; returns (step, history, the losses
+    of the epoch under way)."""
+    model.load_state_dict(record["state_dict"])
+    optimiser.load_state_dict(record["optimiser"])
+    torch.set_rng_state(record["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in record:
+        torch.cuda.set_rng_state(record["cuda_rng"], device)
+    return int(record["step"]), list(record["history"]), list(record.get("epoch_losses", []))
 
 
 def load_model(path: str | Path, expected: dict | None = None) -> tuple[nn.Module, dict]:
@@ -105,12 +130,12 @@ def load_model(path: str | Path, expected: dict | None = None) -> tuple[nn.Modul
     if expected:
         check_fingerprint(obj, expected, path)
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in obj["overrides"].items()}
-    model = build_model(obj["model"], profile=obj["profile"], **overrides)
+    model = build_model(obj["model"], width=obj["width"], **overrides)
     try:
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit model {obj['model']!r} with profile "
-                              f"{obj['profile']!r} and overrides {obj['overrides']}: {e}") from e
+                              f"{obj['width']!r} and overrides {obj['overrides']}: {e}") from e
     model.eval()
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     return model, meta

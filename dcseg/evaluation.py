@@ -19,22 +19,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from dcseg.checkpoint import data_fingerprint, load_model
 from dcseg.io import write_text_atomic
 from dcseg.config import ConfigError, require
 from dcseg.data.errors import DataError
+from dcseg.data.manifest import read_manifest
 from dcseg.data.preprocess import load_case
-from dcseg.hardware import DEVICES, PRECISIONS, Hardware, resolve
-from dcseg.inference import WEIGHTINGS, InferenceSettings, predict_labels
-from dcseg.metrics import REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels, remove_small_et
+from dcseg.hardware import DEVICES, PRECISIONS, Hardware, memory_format, resolve
+from dcseg.inference import WEIGHTINGS, InferenceSettings, check_patch, predict_labels
+from dcseg.metrics import CASE_COLUMNS, METRICS, REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels, remove_small_et
 from dcseg.subsets import SUBSET_MASKS, SUBSETS, Subset
 
-METRICS = ("dice", "dice_post", "hd95")
-CASE_COLUMNS = ("case", "subset", "region") + METRICS
 AXES = "xyz"
 MANIFEST_COLUMNS = ("case",) + tuple(f"spacing_{a}" for a in AXES) + tuple(f"orig_{a}" for a in AXES)
 
 
-def settings_from_params(cfg: DictConfig, model_name: str, warn: bool = True
+def evaluation_settings(cfg: DictConfig, model_name: str, warn: bool = True
                          ) -> tuple[InferenceSettings, float, torch.device, Hardware]:
     """Inference settings, the ET post-processing volume (mm^3), the device and what the ``auto`` settings resolved
     to (dcseg.hardware), for the selected profile; a bad value fails with its key."""
@@ -71,16 +71,22 @@ def settings_from_params(cfg: DictConfig, model_name: str, warn: bool = True
     return settings, float(et_min_volume), device, hardware
 
 
-def read_manifest(preprocessed_dir: str | Path) -> pd.DataFrame:
+def load_trained_model(path: str | Path, identity: dict, preprocessed_dir: str | Path, settings: InferenceSettings,
+                       device: torch.device, patch_key: str) -> tuple[nn.Module, dict]:
+    """The one loader of a trained model for evaluation (the evaluate stage and the report's example figure): the
+    file must belong to the run (``identity``, dcseg.runs.Run.identity) and to the preprocessed data, take the
+    evaluation window (``patch_key`` names its param), and ends up on ``device`` in the settings' memory format."""
+    model, meta = load_model(path, expected={**identity, "data_hash": data_fingerprint(preprocessed_dir)})
+    try:
+        check_patch(model, settings.patch)
+    except ValueError as e:
+        raise ConfigError(f"{patch_key}: {e}") from e
+    return model.to(device=device, memory_format=memory_format(settings.channels_last)), meta
+
+
+def manifest_by_case(preprocessed_dir: str | Path) -> pd.DataFrame:
     """The preprocessed manifest indexed by case, checked for the columns the evaluation needs."""
-    path = Path(preprocessed_dir) / "manifest.csv"
-    if not path.is_file():
-        raise DataError(f"{path} is missing; run the preprocess stage first (dvc repro preprocess)")
-    manifest = pd.read_csv(path)
-    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
-    if missing:
-        raise DataError(f"{path} lacks column(s) {missing}; rerun the preprocess stage")
-    return manifest.set_index("case")
+    return read_manifest(preprocessed_dir, MANIFEST_COLUMNS).set_index("case")
 
 
 def case_geometry(manifest: pd.DataFrame, case: str) -> tuple[tuple[float, ...], float]:
@@ -116,7 +122,7 @@ def evaluate_model(model: nn.Module, preprocessed_dir: str | Path, cases: list[s
                    et_min_volume_mm3: float, device: str | torch.device = "cpu", progress: bool = True
                    ) -> pd.DataFrame:
     """Predict every case for the 15 subsets and score it; one row per (case, subset, region)."""
-    manifest = read_manifest(preprocessed_dir)
+    manifest = manifest_by_case(preprocessed_dir)
     rows = []
     bar = tqdm(cases, desc="evaluate", unit="case", disable=not progress)
     for case in bar:

@@ -1,4 +1,4 @@
-"""Sliding-window inference of one volume for many modality subsets (reference spec section 7).
+"""Sliding-window inference of one volume for many modality subsets (``docs/reference.md`` §Inference).
 
 The references slide a P^3 window with stride P/2 over the whole preprocessed volume, once per modality subset,
 sum the softmax of every window, divide by the per-voxel window count and take the argmax. Here:

@@ -1,13 +1,14 @@
 """Losses of DC-Seg and of the RFNet/mmFormer baselines.
 
-Segmentation losses are those of the references' shared ``utils/criterions.py`` (spec section 5): a weighted
-cross-entropy with per-sample class weights and log(clamp(p, 0.005)), and a batch-pooled Dice over all classes,
-background included. Departure from quirk Q7: the models return logits and these functions apply the softmax
-themselves (numerically the same loss; log(clamp(softmax, 0.005)) is computed as clamp(log_softmax, log 0.005)).
+Segmentation losses are those of the references' shared ``utils/criterions.py`` (``docs/reference.md`` §Losses):
+a weighted cross-entropy with per-sample class weights and log(clamp(p, 0.005)), and a batch-pooled Dice over all
+classes, background included. Departure from quirk Q7 (``docs/reference.md`` §Quirks): the models return logits and
+these functions apply the softmax themselves (numerically the same loss; log(clamp(softmax, 0.005)) is computed as
+clamp(log_softmax, log 0.005)).
 
-DC-Seg's disentanglement losses follow the paper (section 2, eqs. 1-9) with the choices of spec section 9.2:
-SSIM from whole-map statistics with C1 = 1e-4, C2 = 9e-4; the sigmoid loss without bias over all ordered pairs,
-self-pairs included; reductions are batch means (the paper writes sums over samples, which only rescales by N).
+DC-Seg's disentanglement losses follow the paper (section 2, eqs. 1-9) with the choices of ``docs/reference.md``
+§DC-Seg: SSIM from whole-map statistics with C1 = 1e-4, C2 = 9e-4; the sigmoid loss without bias over all ordered
+pairs, self-pairs included; reductions are batch means (the paper writes sums over samples, which only rescales by N).
 
 All losses compute in float32 (autocast is switched off inside) and stay finite, with finite gradients, for constant
 feature maps, zero vectors and all-background crops.
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from dcseg.experiments import VARIANTS
 
 if TYPE_CHECKING:
     from dcseg.models.outputs import TrainOutput
@@ -240,15 +243,9 @@ class LossTerms:
     rec: bool = True
 
 
-# The paper's Table 2 variants (names as in shared/paper/table2_ablation.csv).
-ABLATIONS: dict[str, LossTerms] = {
-    "full": LossTerms(),
-    "no_contrastive": LossTerms(ana=False, mod=False),
-    "no_ana": LossTerms(ana=False),
-    "no_mod": LossTerms(mod=False),
-    "no_rec": LossTerms(rec=False),
-    "no_reg": LossTerms(reg=False),
-}
+# The paper's Table 2 variants (dcseg.experiments.VARIANTS): the terms each one trains with.
+ABLATIONS: dict[str, LossTerms] = {variant: LossTerms(**{term: False for term in off})
+                                   for variant, off in VARIANTS.items()}
 
 DEFAULT_TEMPERATURE = 10.0  # used only when an output carries no temperature
 

@@ -1,6 +1,6 @@
 """BraTS region metrics: the one definition of regions, Dice, HD95 and the ET post-processing used everywhere.
 
-Conventions (shared/reference/CONVENTIONS.md section 4, reference spec section 7):
+Conventions (``docs/reference.md`` §Evaluation):
 - labels after preprocessing: 0 background, 1 NCR/NET, 2 edema, 3 enhancing (BraTS 4);
   regions WT = {1, 2, 3}, TC = {1, 3}, ET = {3};
 - Dice: both masks empty -> 1, exactly one empty -> 0 (BraTS, nnU-Net v1, RFNet's eps = 1e-8 in the limit);
@@ -22,6 +22,10 @@ REGIONS = ("WT", "TC", "ET")
 REGION_LABELS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 NCR_LABEL = 1
 ET_LABEL = 3
+
+# what the evaluation scores per (case, subset, region), and the columns of metrics/<run>_cases.csv
+METRICS = ("dice", "dice_post", "hd95")
+CASE_COLUMNS = ("case", "subset", "region") + METRICS
 
 
 def brats_regions(label: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,8 +1,9 @@
-"""Where each run of the benchmark lives: the three main models and DC-Seg's ablation runs (paper Table 2).
+"""Where each run of the benchmark lives: its stages, folders and files, and every other path the stages share.
 
-A main run is a model as published (``Run("rfnet")``). An ablation run is DC-Seg with one of the paper's Table 2
-variants (``Run("dcseg", "no_rec")``): ``dcseg.losses.ABLATIONS`` switches loss terms off and
-``dcseg.models.dcseg.ablation_overrides`` leaves out the modules only those terms train. The ablation runs train
+The runs themselves are the experiment matrix (``dcseg.experiments``). A main run is a model as published
+(``Run("rfnet")``). An ablation run is DC-Seg with one of the paper's Table 2 variants (``Run("dcseg", "no_rec")``):
+``dcseg.losses.ABLATIONS`` switches loss terms off and ``dcseg.models.dcseg.ablation_overrides`` leaves out the
+modules only those terms train, both derived from the variant's matrix entry. The ablation runs train
 under the profile's ``ablation`` schedule (the CPU profile: fewer steps than the main runs, to fit the budget), so
 Table 2 has its own ``full`` row trained under that same schedule: its rows compare like with like.
 """
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcseg.config import ConfigError
-from dcseg.losses import ABLATIONS
-from dcseg.models import MODEL_NAMES
+from dcseg.experiments import MAIN_MODELS as MODEL_NAMES
+from dcseg.experiments import RUNS, VARIANT_MODEL, VARIANTS, run_name
 
-ABLATION_VARIANTS = tuple(ABLATIONS)  # paper Table 2 row order: full, no_contrastive, no_ana, no_mod, no_rec, no_reg
+ABLATION_VARIANTS = tuple(VARIANTS)  # paper Table 2 row order: full, no_contrastive, no_ana, no_mod, no_rec, no_reg
+PREPROCESSED = Path("data/preprocessed")  # the preprocess stage's output, which every later stage reads
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,9 @@ class Run:
     def __post_init__(self):
         if self.model not in MODEL_NAMES:
             raise ConfigError(f"unknown model {self.model!r}; expected one of {MODEL_NAMES}")
-        if self.variant is not None and self.variant not in ABLATIONS:
+        if self.variant is not None and self.variant not in VARIANTS:
             raise ConfigError(f"unknown ablation variant {self.variant!r}; expected one of {ABLATION_VARIANTS}")
-        if self.variant is not None and self.model != "dcseg":
+        if self.variant is not None and self.model != VARIANT_MODEL:
             raise ConfigError(f"the ablation variants are DC-Seg's; {self.model} has none")
 
     @property
@@ -38,7 +40,7 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self.model if self.variant is None else f"{self.model}_{self.variant}"
+        return run_name(self.model, self.variant)
 
     @property
     def train_stage(self) -> str:
@@ -84,12 +86,13 @@ class Run:
         return ablation_overrides(self.variant)
 
     def train_options(self) -> dict:
-        """``settings_from_params`` options of this run: model ``overrides``, loss ``terms`` (None: the model's
+        """``train_settings`` options of this run: model ``overrides``, loss ``terms`` (None: the model's
         defaults) and whether the profile's ablation schedule applies."""
         if self.variant is None:
             return {"overrides": None, "terms": None, "ablation": False}
         import dataclasses
 
+        from dcseg.losses import ABLATIONS
         return {"overrides": self.model_options(), "terms": dataclasses.asdict(ABLATIONS[self.variant]),
                 "ablation": True}
 
@@ -97,6 +100,11 @@ class Run:
         """What a model file of this run must record (dcseg.checkpoint.MODEL_FIELDS): known from the run alone, so
         the evaluate stage checks it without reading training params."""
         return {"model": self.model, "variant": self.variant, "options": self.model_options()}
+
+
+ALL_RUNS: tuple[Run, ...] = tuple(Run(model, variant) for model, variant in RUNS)  # the matrix, in pipeline order
+MAIN_RUNS: tuple[Run, ...] = tuple(run for run in ALL_RUNS if not run.is_ablation)
+ABLATION_RUNS: tuple[Run, ...] = tuple(run for run in ALL_RUNS if run.is_ablation)
 
 
 # Sections of the selected profile that a stage override may name without the ``profiles.<profile>.`` prefix.

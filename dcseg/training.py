@@ -1,4 +1,4 @@
-"""One trainer for every model: the RFNet protocol (reference spec sections 2, 5, 6).
+"""One trainer for every model: the RFNet protocol (``docs/reference.md`` §Augmentation, §Losses, §Optimisation).
 
 - Adam with amsgrad, L2 weight decay 1e-4 coupled as in the references (not AdamW), none on DC-Seg's
   temperatures; base lr 2e-4 with a poly 0.9 schedule that steps once per epoch; RFNet's fuse-loss warm-up
@@ -27,23 +27,25 @@ import torch
 from tqdm import tqdm
 
 from dcseg.io import atomic_dir, replace_dir, staging_dir
-from dcseg.checkpoint import (FORMAT_VERSION, CheckpointError, data_fingerprint, load_file, model_record,
-                              save_atomic)
+from dcseg.checkpoint import (CheckpointError, checkpoint_record, data_fingerprint, load_file, model_record,
+                              restore_checkpoint, save_atomic)
 from dcseg import validate
 from dcseg.config import ConfigError, params_hash, require, to_dict
+from dcseg.data.manifest import read_manifest
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.splits import read_split
 from dcseg.distributed import current_context, mean_over_ranks
 from dcseg.hardware import DEVICES, PRECISIONS, autocast, memory_format, resolve
 from dcseg.losses import LossTerms, total_loss
-from dcseg.models import MODEL_NAMES, PROFILES, build_model, model_divisor
+from dcseg.models import MODEL_NAMES
+from dcseg.registry import WIDTHS, build_model, model_divisor
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     model: str
     variant: str | None = None              # a Table 2 variant (an ablation run of DC-Seg); None: the model as published
-    width: str = "cpu"                      # model width profile (dcseg.models.PROFILES)
+    width: str = "cpu"                      # network widths (dcseg.registry.WIDTHS)
     overrides: dict = field(default_factory=dict)  # model config overrides (e.g. an ablation variant)
     terms: dict | None = None               # LossTerms fields; None = every term the model has
     steps: int = 600
@@ -126,32 +128,19 @@ def _check_training_values(values: dict, sources: dict) -> None:
         "precision": lambda k, v: validate.choice(k, v, PRECISIONS),
         "device": lambda k, v: validate.choice(k, v, DEVICES),
         "channels_last": lambda k, v: v if v == "auto" else validate.boolean(k, v),
-        "width": lambda k, v: validate.choice(k, v, tuple(PROFILES)),
+        "width": lambda k, v: validate.choice(k, v, tuple(WIDTHS)),
     }
     for name, check in checks.items():
         if name in values:
             values[name] = check(sources[name], values[name])
 
 
-def _augment_from(values: dict, key: str) -> AugmentConfig:
-    augment = values.get("augment", {})
-    if not isinstance(augment, dict):
-        raise ConfigError(f"{key} is {augment!r}; expected a mapping of augmentation settings")
-    known = {f.name for f in dataclasses.fields(AugmentConfig)}
-    unknown = sorted(set(augment) - known)
-    if unknown:
-        raise ConfigError(f"{key} has unknown key(s) {unknown}; expected some of {sorted(known)}")
-    checked = {}
-    for name, value in augment.items():
-        full = f"{key}.{name}"
-        if name in ("intensity_scale", "intensity_shift"):  # x * U(1 - s, 1 + s): s >= 1 could flip the sign
-            checked[name] = validate.half_open_fraction(full, value)
-        else:
-            checked[name] = validate.boolean(full, value)
-    return AugmentConfig(**checked)
+# x * U(1 - s, 1 + s) + U(-b, b): s >= 1 could flip an intensity's sign
+AUGMENT_CHECKS = {"rotate": validate.boolean, "flip": validate.boolean, "intensity_per_slice": validate.boolean,
+                  "intensity_scale": validate.half_open_fraction, "intensity_shift": validate.half_open_fraction}
 
 
-def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: dict | None = None,
+def train_settings(cfg, model: str, overrides: dict | None = None, terms: dict | None = None,
                          ablation: bool = False, command_line: tuple[str, ...] = (), variant: str | None = None
                          ) -> TrainSettings:
     """TrainSettings for ``model`` under the selected profile (params.yaml ``profile``), layered by
@@ -160,11 +149,12 @@ def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: 
         raise ConfigError(f"unknown model {model!r}; expected one of {MODEL_NAMES}")
     profile = require(cfg, "profile", ("cpu", "paper"))
     kw, sources = layered_settings(cfg, profile, model, ablation, tuple(command_line))
-    kw["augment"] = _augment_from(kw, sources.get("augment", f"profiles.{profile}.train.augment"))
+    kw["augment"] = validate.dataclass_from(AugmentConfig, kw.get("augment", {}),
+                                            sources.get("augment", f"profiles.{profile}.train.augment"), AUGMENT_CHECKS)
     known = {f.name for f in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(kw) - known)
     if unknown:
-        raise ConfigError(f"unknown training keys {unknown} under profiles.{profile}; expected some of {sorted(known)}")
+        raise ConfigError(f"unknown training key(s) {[sources[k] for k in unknown]}; expected some of {sorted(known)}")
     _check_training_values(kw, sources)
     if model == "dcseg":
         loss = to_dict(require(cfg, "loss"))
@@ -180,11 +170,9 @@ def settings_from_params(cfg, model: str, overrides: dict | None = None, terms: 
 
 def check_crop_fits(settings: TrainSettings, preprocessed_dir: str | Path, train_ids: list[str]) -> None:
     """A crop larger than a training volume cannot be drawn from it: refuse it before training starts."""
-    from dcseg.evaluation import read_manifest
-
-    manifest = read_manifest(preprocessed_dir)
+    manifest = read_manifest(preprocessed_dir, ("case", "x", "y", "z")).set_index("case")
     rows = manifest[manifest.index.isin(train_ids)]
-    if rows.empty or not {"x", "y", "z"} <= set(rows.columns):
+    if rows.empty:
         return
     smallest = rows[["x", "y", "z"]].min(axis=0)
     if (smallest < settings.crop).any():
@@ -251,7 +239,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
     overrides = dict(settings.overrides)
     if settings.model == "mmformer":
         overrides.setdefault("crop_size", settings.crop)
-    model = build_model(settings.model, profile=settings.width, **overrides)
+    model = build_model(settings.model, width=settings.width, **overrides)
     # (maps <= 2 voxels wide run in fp32 under CPU bf16 autocast: dcseg.models.blocks.ConvBlock)
     layout = memory_format(hardware.channels_last)
     model = model.to(device=device, memory_format=layout)
@@ -267,13 +255,8 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             print(f"train: ignoring unreadable checkpoint ({e})")
             ckpt = None
         if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
-            model.load_state_dict(ckpt["state_dict"])  # every rank resumes from the same file
-            optimiser.load_state_dict(ckpt["optimiser"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            if device.type == "cuda" and "cuda_rng" in ckpt:  # dropout and sampling on the GPU draw from this one
-                torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-            start_step, history = int(ckpt["step"]), list(ckpt["history"])
-            epoch_losses = list(ckpt.get("epoch_losses", []))  # the epoch under way: its mean covers all its steps
+            # every rank resumes from the same file
+            start_step, history, epoch_losses = restore_checkpoint(ckpt, model, optimiser, device)
             if ctx.is_main:
                 print(f"train: resuming {settings.model} from step {start_step} ({checkpoint_path})")
         elif ckpt is not None and ctx.is_main:
@@ -340,13 +323,8 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
                     _log(live, row)
                 bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
             if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps and ctx.is_main:
-                save_atomic({"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "resolved": resolved,
-                             "step": step + 1,
-                             "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(),
-                             "torch_rng": torch.get_rng_state(), "history": history,
-                             "epoch_losses": list(epoch_losses),
-                             **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
-                            checkpoint_path)
+                save_atomic(checkpoint_record(fingerprint, resolved, step + 1, model, optimiser, history,
+                                              epoch_losses, device), checkpoint_path)
         if live:
             live.end()
         if ctx.world_size > 1:

@@ -136,3 +136,21 @@ def range_pair(key: str, value, element=number) -> tuple:
     if low > high:
         fail(key, value, "[low, high] with low <= high")
     return low, high
+
+
+def dataclass_from(cls, values, key: str, checks: dict | None = None):
+    """``cls(**values)`` from a params mapping: a non-mapping or an unknown key fails naming the full key, and each
+    value passes its check first (``checks``: field name -> checker; default: each field's ``metadata["check"]``,
+    where it has one). Fields absent from ``values`` keep their defaults."""
+    import dataclasses
+    from collections.abc import Mapping
+
+    if not isinstance(values, Mapping):
+        fail(key, values, f"a mapping of {cls.__name__} settings")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[f'{key}.{k}' for k in unknown]}; expected some of {sorted(fields)}")
+    if checks is None:
+        checks = {name: f.metadata["check"] for name, f in fields.items() if "check" in f.metadata}
+    return cls(**{name: checks[name](f"{key}.{name}", v) if name in checks else v for name, v in values.items()})

@@ -11,33 +11,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dcseg.checkpoint import data_fingerprint, load_model  # noqa: E402
 from dcseg.cli import run_stage  # noqa: E402
-from dcseg.config import ConfigError  # noqa: E402
-from dcseg.runs import load_run_params, parse_run_args, run_usage  # noqa: E402
+from dcseg.runs import PREPROCESSED, load_run_params, parse_run_args, run_usage  # noqa: E402
 from dcseg.data.splits import read_split  # noqa: E402
-from dcseg.hardware import memory_format  # noqa: E402
-from dcseg.evaluation import format_summary, run_evaluation, settings_from_params  # noqa: E402
-from dcseg.inference import check_patch  # noqa: E402
+from dcseg.evaluation import format_summary, load_trained_model, run_evaluation, evaluation_settings  # noqa: E402
 
-PREPROCESSED = Path("data/preprocessed")
 
 
 def main(argv):
     run, overrides = parse_run_args(argv, "evaluate")
     cfg = load_run_params(overrides)
-    settings, et_min_volume, device, hardware = settings_from_params(cfg, run.model)
+    settings, et_min_volume, device, hardware = evaluation_settings(cfg, run.model)
 
     model_path = run.model_dir / "model.pt"
-    model, meta = load_model(model_path, expected={**run.identity(), "data_hash": data_fingerprint(PREPROCESSED)})
-    try:
-        check_patch(model, settings.patch)
-    except ValueError as e:
-        raise ConfigError(f"profiles.{cfg.profile}.models.{run.model}.eval_patch: {e}") from e
-    model.to(device=device, memory_format=memory_format(settings.channels_last))
+    model, meta = load_trained_model(model_path, run.identity(), PREPROCESSED, settings, device,
+                                     f"profiles.{cfg.profile}.models.{run.model}.eval_patch")
 
     cases = read_split(PREPROCESSED / "split")["test"]
-    print(f"evaluate: {run.name} ({model_path}, profile {meta['profile']}) on {len(cases)} test cases x 15 subsets, "
+    print(f"evaluate: {run.name} ({model_path}, width {meta['width']}) on {len(cases)} test cases x 15 subsets, "
           f"patch {settings.patch}, overlap {settings.overlap}, {settings.weighting}, {hardware.describe()}")
     summary = run_evaluation(model, PREPROCESSED, cases, settings, et_min_volume,
                              run.cases_csv, run.metrics_json, device, hardware=hardware)

@@ -8,8 +8,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dcseg.cli import default_workers, run_stage  # noqa: E402
 from dcseg.config import load_params  # noqa: E402
 from dcseg.data.dataset import build_preprocessed, data_root, data_source, min_size_param  # noqa: E402
+from dcseg.runs import PREPROCESSED  # noqa: E402
 
-OUT_DIR = Path("data/preprocessed")
 
 
 def main(overrides):
@@ -17,8 +17,8 @@ def main(overrides):
     source = data_source(cfg)
     raw_dir = data_root(cfg) / source
     min_size = min_size_param(cfg)
-    manifest = build_preprocessed(raw_dir, Path("splits") / source, OUT_DIR, min_size, workers=default_workers())
-    print(f"preprocess: {len(manifest)} cases from {raw_dir} -> {OUT_DIR} "
+    manifest = build_preprocessed(raw_dir, Path("splits") / source, PREPROCESSED, min_size, workers=default_workers())
+    print(f"preprocess: {len(manifest)} cases from {raw_dir} -> {PREPROCESSED} "
           f"(shapes {manifest[['x', 'y', 'z']].min().tolist()} .. {manifest[['x', 'y', 'z']].max().tolist()})")
 
 

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcseg.cli import run_stage  # noqa: E402
 from dcseg.config import load_params  # noqa: E402
-from dcseg.reporting import run_report  # noqa: E402
+from dcseg.report import run_report  # noqa: E402
 
 
 def main(argv):

@@ -17,18 +17,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcseg.cli import run_stage  # noqa: E402
-from dcseg.runs import command_line_keys, load_run_params, parse_run_args, run_usage  # noqa: E402
+from dcseg.runs import PREPROCESSED, command_line_keys, load_run_params, parse_run_args, run_usage  # noqa: E402
 
-PREPROCESSED = Path("data/preprocessed")
 
 
 def main(argv):
     run, overrides = parse_run_args(argv, "train")
     cfg = load_run_params(overrides)
     from dcseg.distributed import init_from_environment, shutdown
-    from dcseg.training import settings_from_params, train
+    from dcseg.training import train_settings, train
 
-    settings = settings_from_params(cfg, run.model, variant=run.variant,
+    settings = train_settings(cfg, run.model, variant=run.variant,
                                     command_line=command_line_keys(overrides, cfg.profile), **run.train_options())
     ctx = init_from_environment(settings.device)  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
     try:

@@ -82,9 +82,9 @@ def test_every_phantom_param_has_a_check_and_its_default_passes():
 
 
 def test_phantom_section_must_be_a_mapping_and_keys_known():
-    with pytest.raises(ConfigError, match=r"^phantom is 3; expected a mapping of phantom settings$"):
+    with pytest.raises(ConfigError, match=r"^phantom is 3; expected a mapping of PhantomConfig settings$"):
         PhantomConfig.from_dict(3)
-    with pytest.raises(ConfigError, match=r"unknown phantom params \['phantom\.noise_level'\]"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['phantom\.noise_level'\]"):
         PhantomConfig.from_dict({"noise_level": 0.1})
 
 

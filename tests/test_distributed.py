@@ -38,8 +38,8 @@ def test_two_cpu_ranks_stay_in_sync_and_match_one_process(tiny_data, tmp_path, m
     train(settings, tiny_data, tmp_path / "single", tmp_path / "single.pt", progress=False)
     torch.manual_seed(settings.seed)
     ddp, single = _weights(tmp_path / "ddp" / "model" / "model.pt"), _weights(tmp_path / "single" / "model.pt")
-    from dcseg.models import build_model
-    init = build_model(model, profile="cpu", **settings.overrides,
+    from dcseg.registry import build_model
+    init = build_model(model, width="cpu", **settings.overrides,
                        **({"crop_size": settings.crop} if model == "mmformer" else {})).state_dict()
     def distance(a, b):
         return sum(((a[k].float() - b[k].float()) ** 2).sum() for k in single).sqrt().item()

@@ -16,9 +16,9 @@ from dcseg.cli import run_stage
 from dcseg.config import ConfigError, load_params
 from dcseg.data.dataset import build_preprocessed
 from dcseg.data.splits import write_split
-from dcseg.evaluation import CASE_COLUMNS, score_case, settings_from_params, summarise
-from dcseg.metrics import REGIONS
-from dcseg.models import build_model
+from dcseg.evaluation import score_case, evaluation_settings, summarise
+from dcseg.metrics import CASE_COLUMNS, REGIONS
+from dcseg.registry import build_model
 from dcseg.runs import Run
 from dcseg.subsets import SUBSETS
 
@@ -41,7 +41,7 @@ def _save_model(root, name, model_name="rfnet", variant=None, drop=(), **identit
     """A model file as the train stage writes it (``drop``: record fields left out, as in an older file)."""
     torch.manual_seed(0)
     options = Run(model_name, variant).model_options()
-    model = build_model(model_name, profile="cpu", base_channels=2, **options)
+    model = build_model(model_name, width="cpu", base_channels=2, **options)
     identity.setdefault("data_hash", data_fingerprint(root / "data" / "preprocessed"))
     identity.setdefault("seed", 1024)
     record = model_record(model_name, "cpu", {"base_channels": 2, **options}, model, variant=variant, options=options,
@@ -138,11 +138,11 @@ def test_bad_arguments_and_params_name_the_problem():
         stage.main(["unet"])
     cfg = load_params(["profiles.cpu.evaluate.weighting=cosine"])
     with pytest.raises(ConfigError, match="profiles.cpu.evaluate.weighting"):
-        settings_from_params(cfg, "rfnet")
+        evaluation_settings(cfg, "rfnet")
     cfg = load_params(["profiles.cpu.evaluate.overlap=1.0"])
     with pytest.raises(ConfigError, match="overlap"):
-        settings_from_params(cfg, "rfnet")
-    settings, et_volume, device, hardware = settings_from_params(load_params(), "mmformer")
+        evaluation_settings(cfg, "rfnet")
+    settings, et_volume, device, hardware = evaluation_settings(load_params(), "mmformer")
     assert settings.patch == load_params().profiles.cpu.models.mmformer.eval_patch and et_volume == 500.0
 
 

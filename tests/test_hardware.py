@@ -8,8 +8,8 @@ import torch
 
 from dcseg import hardware
 from dcseg.config import load_params
-from dcseg.evaluation import settings_from_params as eval_settings
-from dcseg.training import settings_from_params as train_settings
+from dcseg.evaluation import evaluation_settings as eval_settings
+from dcseg.training import train_settings
 from dcseg.training import train
 
 from .test_training import tiny_settings

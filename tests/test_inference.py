@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from dcseg.inference import InferenceSettings, predict_labels, predict_probabilities, window_starts, window_weights
-from dcseg.models import build_model
+from dcseg.registry import build_model
 from dcseg.subsets import SUBSET_MASKS, SUBSETS
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ TINY = {
 def tiny_model(name):
     torch.manual_seed(0)
     options, patch = TINY[name]
-    return build_model(name, profile="cpu", **options).eval(), patch
+    return build_model(name, width="cpu", **options).eval(), patch
 
 
 class PointwiseModel(nn.Module):

@@ -17,7 +17,8 @@ from dcseg.hardware import cpu_bf16_native, cpu_kind
 from dcseg.losses import ABLATIONS, LossTerms, deep_supervision_loss, total_loss
 from dcseg.losses import anatomical_contrastive_loss, modality_contrastive_loss, reconstruction_loss
 from dcseg.losses import regulariser_loss, segmentation_loss
-from dcseg.models import MODEL_NAMES, TrainOutput, build_model, count_parameters
+from dcseg.models import MODEL_NAMES, TrainOutput, count_parameters
+from dcseg.registry import build_model
 from dcseg.models.dcseg import ablation_overrides
 
 TINY = {
@@ -99,7 +100,7 @@ def test_reference_part_counts():
 
 def test_cpu_profile_is_narrower_and_inference_matches_rfnet():
     for name in MODEL_NAMES:
-        assert meta_count(name, profile="cpu") < meta_count(name)
+        assert meta_count(name, width="cpu") < meta_count(name)
     with torch.device("meta"):
         dcseg, rfnet = build_model("dcseg"), build_model("rfnet")
     inference = sum(count_parameters(m) for m in (dcseg.encoders, dcseg.fused_decoder))
@@ -110,7 +111,7 @@ def test_registry_rejects_unknown_names_and_options():
     with pytest.raises(KeyError):
         build_model("unet")
     with pytest.raises(KeyError):
-        build_model("rfnet", profile="gpu")
+        build_model("rfnet", width="gpu")
     with pytest.raises(TypeError):
         build_model("rfnet", transformer_dim=3)
     with torch.device("meta"):
@@ -310,7 +311,8 @@ def test_each_dcseg_loss_term_trains_exactly_its_parameters():
         "rec": reconstruction_loss(out.reconstructions, x),
     }
     expected = {
-        # the probability maps are detached before fusion (Q11): the fused loss does not reach their generators
+        # the probability maps are detached before fusion (Q11, docs/reference.md §Quirks): the fused loss does not
+        # reach their generators
         "fuse": {"encoders", "deepest_fusion", "upper_fusions", "fused_unet"},
         "deep_supervision": {"encoders", "probability_maps", "deepest_fusion", "upper_fusions", "fused_unet"},
         "reg": {"encoders", "separate_decoder"},

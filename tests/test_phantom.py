@@ -97,5 +97,5 @@ def test_tumour_sizes_comparable_to_brats():
 
 
 def test_unknown_param_is_named_by_its_full_key():
-    with pytest.raises(ConfigError, match=r"unknown phantom params \['phantom\.noise_level'\]"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['phantom\.noise_level'\]"):
         PhantomConfig.from_dict({"noise_level": 0.1})

@@ -1,4 +1,4 @@
-"""The report stage (dcseg/reporting.py, stages/report.py) on synthetic evaluation results: no training."""
+"""The report stage (dcseg/report/, stages/report.py) on synthetic evaluation results: no training."""
 
 import importlib.util
 import json
@@ -20,10 +20,10 @@ from dcseg.data.splits import write_split
 from dcseg.evaluation import write_results, summarise
 from dcseg.losses import ABLATIONS
 from dcseg.metrics import REGIONS
-from dcseg.models import build_model
-from dcseg.reporting import (ABLATION_ROWS, AVERAGE, METHODS, PAPER_TABLE1_METHODS, ROWS, bootstrap_ci,
-                             build_report, load_paper_table1, paired_wilcoxon, per_case_average, plot_example_case,
-                             report_settings, run_report)
+from dcseg.registry import build_model
+from dcseg.report import (ABLATION_ROWS, AVERAGE, METHODS, PAPER_TABLE1_METHODS, ROWS, bootstrap_ci, build_report,
+                          load_paper_table1, paired_wilcoxon, per_case_average, plot_example_case, report_settings,
+                          run_report)
 from dcseg.runs import ABLATION_VARIANTS, Run
 from dcseg.subsets import SUBSETS, subset_by_name
 
@@ -391,7 +391,7 @@ def test_stage_writes_every_report_with_the_example_figure(tmp_path, monkeypatch
     overrides = FAST + ["profiles.cpu.evaluate.precision=fp32", "report.figure_subsets=[t2,flair+t1ce]"]
     for name, (options, patch) in TINY_MODELS.items():
         torch.manual_seed(0)
-        model = build_model(name, profile="cpu", **options)
+        model = build_model(name, width="cpu", **options)
         save_atomic(model_record(name, "cpu", options, model, seed=0, data_hash=data_fingerprint(preprocessed)),
                     tmp_path / "models" / name / "model.pt")
         overrides.append(f"profiles.cpu.models.{name}.eval_patch={patch}")
@@ -427,7 +427,7 @@ def test_commit_line_ignores_the_pipelines_own_results_but_not_code(tmp_path):
     """DVC rewrites dvc.lock and deletes a stage's outputs while it runs; only other changes make the tree dirty."""
     import subprocess
 
-    from dcseg.reporting import describe_commit
+    from dcseg.report import describe_commit
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,

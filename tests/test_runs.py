@@ -7,7 +7,9 @@ import pytest
 from dcseg.config import ConfigError
 from dcseg.losses import ABLATIONS
 from dcseg.models.dcseg import ablation_overrides
-from dcseg.runs import ABLATION_VARIANTS, Run, expand_profile_keys, load_run_params, parse_run_args
+from dcseg.experiments import VARIANTS
+from dcseg.runs import (ABLATION_VARIANTS, ALL_RUNS, MAIN_RUNS, Run, expand_profile_keys, load_run_params,
+                        parse_run_args)
 
 from .conftest import REPO
 
@@ -38,8 +40,8 @@ def test_every_run_has_its_stages_in_dvc_yaml_with_matching_arguments():
     command arguments and output paths."""
     pipeline = _dvc_yaml()
     items = next(v["runs"] for v in pipeline["vars"] if "runs" in v)
-    runs = [Run(m) for m in ("dcseg", "rfnet", "mmformer")] + [Run("dcseg", v) for v in ABLATION_VARIANTS]
-    assert set(items) == {run.name for run in runs}
+    runs = list(ALL_RUNS)  # the matrix (dcseg.experiments), which dvc.yaml's vars repeat
+    assert list(items) == [run.name for run in runs]
     for stage in ("train", "evaluate"):
         assert pipeline["stages"][stage]["foreach"] == "${runs}"
         for run in runs:
@@ -119,13 +121,39 @@ def test_bad_arguments_fail_with_a_clear_message(argv, message):
 
 def test_ablation_runs_take_the_profiles_ablation_schedule():
     from dcseg.config import load_params
-    from dcseg.training import settings_from_params
+    from dcseg.training import train_settings
 
     cfg = load_params(["profiles.cpu.ablation.steps=7", "profiles.cpu.train.steps=11"])
-    main = settings_from_params(cfg, "dcseg", **Run("dcseg").train_options())
-    ablation = settings_from_params(cfg, "dcseg", **Run("dcseg", "no_rec").train_options())
+    main = train_settings(cfg, "dcseg", **Run("dcseg").train_options())
+    ablation = train_settings(cfg, "dcseg", **Run("dcseg", "no_rec").train_options())
     assert main.steps == 11 and ablation.steps == 7 and main.crop == ablation.crop
     assert ablation.terms["rec"] is False and ablation.overrides["with_reconstruction"] is False
     with pytest.raises(ConfigError, match="profiles.cpu.ablation has unknown key"):
-        settings_from_params(load_params(extra_keys={"profiles": {"cpu": {"ablation": {"epochs": 3}}}}), "dcseg",
+        train_settings(load_params(extra_keys={"profiles": {"cpu": {"ablation": {"epochs": 3}}}}), "dcseg",
                              ablation=True)
+
+
+def test_the_report_depends_on_every_run_through_whole_folders():
+    """The report stage's deps follow from the matrix: the folders every run writes into, not a list of files."""
+    pipeline = _dvc_yaml()
+    deps = pipeline["stages"]["report"]["deps"]
+    folders = {str(run.metrics_json.parent) for run in ALL_RUNS} | {str(run.log_dir.parent) for run in ALL_RUNS}
+    assert folders == {"metrics", "logs"} and folders <= set(deps)
+    per_run = [d for d in deps if d.startswith(("metrics/", "logs/"))]
+    assert per_run == []  # no hand-kept list to forget a run in
+    assert [d for d in deps if d.startswith("models/")] == [f"{run.model_dir}/model.pt" for run in MAIN_RUNS]
+    # and nothing but the matrix's runs write into those folders
+    outs = [next(iter(o)) if isinstance(o, dict) else o for s in ("train", "evaluate")
+            for o in pipeline["stages"][s]["do"]["outs"]]
+    assert outs == ["models/${key}", "logs/${key}", "metrics/${key}_cases.csv", "metrics/${key}.json"]
+
+
+def test_ablation_terms_and_model_options_follow_from_one_matrix_entry():
+    for variant, off in VARIANTS.items():
+        terms = ABLATIONS[variant]
+        assert {t for t in ("ana", "mod", "rec", "reg") if not getattr(terms, t)} == set(off)
+        assert ablation_overrides(variant)["with_reconstruction"] == ("rec" not in off)
+    import ast
+    tree = ast.parse((REPO / "dcseg/models/dcseg.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "dcseg.losses" not in imported  # the model no longer reads the loss module for the ablation table

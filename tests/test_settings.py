@@ -6,9 +6,9 @@ import sys
 import pytest
 
 from dcseg.config import ConfigError
-from dcseg.evaluation import settings_from_params as eval_settings
+from dcseg.evaluation import evaluation_settings as eval_settings
 from dcseg.runs import Run, command_line_keys, load_run_params
-from dcseg.training import layered_settings, settings_from_params
+from dcseg.training import layered_settings, train_settings
 
 from .conftest import REPO
 
@@ -16,7 +16,7 @@ from .conftest import REPO
 def _settings(run: Run, *overrides: str):
     """What `python stages/train.py <run> <overrides>` would train."""
     cfg = load_run_params(list(overrides))
-    return settings_from_params(cfg, run.model, variant=run.variant,
+    return train_settings(cfg, run.model, variant=run.variant,
                                 command_line=command_line_keys(list(overrides), cfg.profile), **run.train_options())
 
 
@@ -33,8 +33,8 @@ def test_the_command_line_is_the_top_layer():
     assert _settings(Run("rfnet"), "train.lr=0.01").lr == 0.01
     # the params file's own layers: the model entry wins over the protocol, the ablation schedule over both
     cfg = load_run_params(["profile=paper", "profiles.paper.train.steps=11", "profiles.paper.models.dcseg.steps=12"])
-    assert settings_from_params(cfg, "dcseg").steps == 12
-    assert settings_from_params(cfg, "rfnet").steps == 11
+    assert train_settings(cfg, "dcseg").steps == 12
+    assert train_settings(cfg, "rfnet").steps == 11
     values, sources = layered_settings(load_run_params([]), "cpu", "dcseg", ablation=True)
     assert sources["steps"] == "profiles.cpu.ablation.steps" and sources["batch_size"] == "profiles.cpu.train.batch_size"
 

@@ -10,6 +10,7 @@ import pandas as pd
 from dcseg.config import require
 from dcseg.data.brats import MODALITIES, check_case_folders, find_case_file, list_cases, read_case
 from dcseg.data.errors import DataError
+from dcseg.data.manifest import MANIFEST
 from dcseg.data.preprocess import LABEL_NAMES, preprocess_case, save_case
 from dcseg.data.splits import SPLIT_NAMES, check_split_on_disk, read_split, write_split
 from dcseg.io import atomic_dir, map_cases
@@ -84,6 +85,6 @@ def build_preprocessed(raw_dir: str | Path, split_dir: str | Path, out_dir: str 
         manifest = pd.DataFrame(map_cases(_one, jobs, workers, "preprocess", progress))
         split_of = {c: name for name in SPLIT_NAMES for c in split[name]}
         manifest.insert(1, "split", manifest["case"].map(split_of))
-        manifest.to_csv(tmp / "manifest.csv", index=False)
+        manifest.to_csv(tmp / MANIFEST, index=False)
         write_split(tmp / "split", split)
     return manifest

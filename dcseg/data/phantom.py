@@ -34,19 +34,17 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from dcseg.config import ConfigError
 from dcseg.data.brats import MODALITIES
 from dcseg.io import atomic_dir, map_cases
-from dcseg.validate import (fail, fraction, half_open_fraction, non_negative, non_negative_int, number, positive,
-                            positive_int, range_pair)
+from dcseg.validate import (dataclass_from, fraction, half_open_fraction, non_negative, non_negative_int, number,
+                            positive, positive_int, range_pair)
 
 # Relative tissue intensities per modality, in MODALITIES order (flair, t1ce, t1, t2).
 TISSUE_CONTRAST: dict[str, dict[str, float]] = {
@@ -99,14 +97,7 @@ class PhantomConfig:
     def from_dict(cls, d, key: str = "phantom") -> "PhantomConfig":
         """The config from params ``key`` (a mapping; absent entries keep their defaults), each value checked and
         errors naming the full key, e.g. ``phantom.noise``."""
-        if not isinstance(d, Mapping):
-            fail(key, d, "a mapping of phantom settings")
-        checks = {f.name: f.metadata["check"] for f in fields(cls)}
-        unknown = sorted(set(d) - set(checks))
-        if unknown:
-            raise ConfigError(f"unknown phantom params {[f'{key}.{k}' for k in unknown]}; expected a subset of "
-                              f"{sorted(checks)}")
-        return cls(**{k: checks[k](f"{key}.{k}", v) for k, v in d.items()})
+        return dataclass_from(cls, d, key)
 
 
 def case_id(index: int) -> str:

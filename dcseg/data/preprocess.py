@@ -1,4 +1,5 @@
-"""Preprocessing: RFNet's recipe (reference spec section 1) with its off-by-one fixed, and the case store.
+"""Preprocessing: RFNet's recipe with its off-by-one fixed, and the case store (``docs/reference.md``
+§Preprocessing; the quirk labels are defined in §Quirks).
 
 Per case:
 1. bounding box of voxels that are non-zero in any modality, **last non-zero slice included** (RFNet's

@@ -5,7 +5,7 @@ like a shuffled loader streaming epochs), and each sample's crop, augmentation a
 generator seeded with (seed, step, sample index). So a run resumed from a checkpoint at step s sees exactly
 the batches an uninterrupted run sees, and a distributed run splits the same global batch across ranks.
 
-Augmentation (reference spec section 2), in the references' order:
+Augmentation (``docs/reference.md`` §Augmentation; quirk labels: §Quirks), in the references' order:
 1. random crop, start uniform per axis; with probability ``foreground_fraction`` instead a crop that contains a
    random tumour voxel (nnU-Net's foreground oversampling; 0 reproduces the references, which crop uniformly);
 2. optional rotation: one of the 3 planes, an integer angle in [-10, 9] degrees, nearest neighbour, image

@@ -8,9 +8,9 @@ Instance norm is computed as ``nn.GroupNorm`` with one group per channel and no 
 as the references' ``InstanceNorm3d(affine=False)`` (per sample and channel, over space, eps 1e-5), about twice as
 fast on CPU and without the view that makes the in-place activation expensive.
 
-Padding (quirk Q1 of the reference spec): the references ask for ``padding_mode='reflect'`` but ran on PyTorch 1.2,
-where any mode other than 'circular' silently meant zero padding. ``padding_mode`` is therefore an option everywhere;
-the models default to "zeros", which matches the published runs.
+Padding (quirk Q1; the quirk labels are defined in ``docs/reference.md`` §Quirks): the references ask for
+``padding_mode='reflect'`` but ran on PyTorch 1.2, where any mode other than 'circular' silently meant zero padding.
+``padding_mode`` is therefore an option everywhere; the models default to "zeros", which matches the published runs.
 """
 
 from __future__ import annotations

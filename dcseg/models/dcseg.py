@@ -1,9 +1,9 @@
 """DC-Seg (Li et al., MICCAI 2025): disentangled contrastive learning for brain tumour segmentation with missing
 modalities.
 
-Follows the paper (``shared/paper/000_*.txt``, section 2, eqs. 1-9) on the RFNet code base, with the choices the
-paper leaves open taken from the proposal in ``shared/reference/REFERENCE_METHODS.md`` section 9.2; the authors'
-code could not be retrieved, so every layer of E_mod and D_rec below is that proposal, not the authors' design.
+Follows the paper (section 2, eqs. 1-9) on the RFNet code base, with the choices the paper leaves open taken
+from the proposal recorded in ``docs/reference.md`` §DC-Seg; the authors' code could not be retrieved, so every
+layer of E_mod and D_rec below is that proposal, not the authors' design.
 
 - Anatomical encoders E_ana_j: RFNet's per-modality encoder (4 levels). a_j for L_ana is level ``anatomy_level``
   (default the deepest, 8 base x crop/8), of every modality whatever the mask.
@@ -25,14 +25,16 @@ Inference runs only the anatomical encoders, the fusion and D_fuse (``encode`` /
 as RFNet. At reference widths: 14,009,446 parameters (RFNet's 8,984,960 + E_mod 2,777,504 + D_rec 2,246,980 + 2
 temperatures), 11,932,582 with the light E_mod.
 
-Ablations (paper Table 2) are configuration, not copies: ``dcseg.losses.ABLATIONS`` switches the loss terms and
-``ablation_overrides(variant)`` gives the model options that skip building modules whose only loss is off.
+Ablations (paper Table 2) are configuration, not copies: ``dcseg.experiments.VARIANTS`` names the terms each
+variant switches off, and ``ablation_overrides(variant)`` gives the model options that skip building modules whose
+only loss is off.
 
-Reference quirks (spec section 10), inherited from the RFNet code base: Q1 ``padding_mode`` default "zeros"
-(published runs), Q11 reproduced (``detach_probability_maps``, D_sep and encoders see every modality), Q14 fixed
-(``num_modalities``; the paper's WMH setting has 2), Q7 the model returns logits and ``dcseg.losses`` applies the
-softmax, Q13 no legacy APIs. Q2/Q3/Q4/Q9 concern mmFormer only. Q5/Q6/Q12 are ``dcseg.data``'s, Q8 the
-evaluation's, Q10 and the 20-epoch fuse warm-up the trainer's (``fuse_weight`` of ``dcseg.losses.total_loss``).
+Reference quirks (``docs/reference.md`` §Quirks), inherited from the RFNet code base: Q1 ``padding_mode``
+default "zeros" (published runs), Q11 reproduced (``detach_probability_maps``, D_sep and encoders see every
+modality), Q14 fixed (``num_modalities``; the paper's WMH setting has 2), Q7 the model returns logits and
+``dcseg.losses`` applies the softmax, Q13 no legacy APIs. Q2/Q3/Q4/Q9 concern mmFormer only. Q5/Q6/Q12 are
+``dcseg.data``'s, Q8 the evaluation's, Q10 and the 20-epoch fuse warm-up the trainer's (``fuse_weight`` of
+``dcseg.losses.total_loss``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcseg.data.brats import MODALITIES
-from dcseg.losses import ABLATIONS
+from dcseg.experiments import VARIANTS
 from dcseg.models.blocks import ConvBlock, check_input, init_conv_weights, upsample
 from dcseg.models.decoders import UNetDecoder, decode_each_modality
 from dcseg.models.encoders import ModalityEncoder, level_channels
@@ -210,10 +212,11 @@ class DCSeg(RegionAwareFusionModel):
 
 
 def ablation_overrides(variant: str) -> dict[str, bool]:
-    """Model options for a paper Table 2 variant: modules whose every loss is switched off are not built."""
-    terms = ABLATIONS[variant]
+    """Model options for a paper Table 2 variant (dcseg.experiments.VARIANTS): modules whose every loss is switched
+    off are not built."""
+    off = VARIANTS[variant]
     return {
-        "with_separate_decoder": terms.reg,
-        "with_modality_encoder": terms.mod or terms.rec,
-        "with_reconstruction": terms.rec,
+        "with_separate_decoder": "reg" not in off,
+        "with_modality_encoder": not {"mod", "rec"} <= off,
+        "with_reconstruction": "rec" not in off,
     }

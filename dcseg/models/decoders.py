@@ -48,7 +48,8 @@ class UNetDecoder(nn.Module):
 
 
 def decode_each_modality(decoder: UNetDecoder, features: list[torch.Tensor]) -> torch.Tensor:
-    """Apply the weight-shared D_sep to every modality's own, unmasked features (quirk Q11, as both references).
+    """Apply the weight-shared D_sep to every modality's own, unmasked features (quirk Q11, as both references;
+    ``docs/reference.md`` §Quirks).
 
     features: per level ``[B, M, C_l, ...]``. Returns logits ``[B, M, K, X, Y, Z]``. The M modalities are folded into
     the batch: InstanceNorm is per sample, so this equals M separate calls.

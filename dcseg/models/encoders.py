@@ -60,8 +60,8 @@ class ModalityEncoder(nn.Module):
 def encode_modalities(encoders: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
     """Run encoder j on channel j of x ``[B, M, X, Y, Z]``; return per level the stack ``[B, M, C_l, ...]``.
 
-    Every encoder sees its real input channel whatever the mask (quirk Q11): missing modalities are removed later, at
-    feature level.
+    Every encoder sees its real input channel whatever the mask (quirk Q11, ``docs/reference.md`` §Quirks): missing
+    modalities are removed later, at feature level.
     """
     per_modality = [encoder(x[:, j:j + 1]) for j, encoder in enumerate(encoders)]
     return [torch.stack(level, dim=1) for level in zip(*per_modality)]

@@ -10,8 +10,8 @@
   fused deepest map (DC-Seg's z for the reconstruction decoders).
 
 Departures from the reference, none of which changes the function computed:
-- The number of modalities M is a parameter (quirk Q14: the reference hard-codes 4; its unused ``clsname_list`` is
-  dropped).
+- The number of modalities M is a parameter (quirk Q14; the quirk labels are defined in ``docs/reference.md``
+  §Quirks: the reference hard-codes 4; its unused ``clsname_list`` is dropped).
 - Logits instead of probabilities are returned; the RFM still receives the softmax, detached (quirk Q11,
   ``detach_probability_maps=True``), so the generators learn only from the deep-supervision loss.
 - The region-weighted sum is computed as P_r * sum_k w_kr Y_k instead of materialising every Y_k * P_r, which needs
