@@ -96,9 +96,9 @@ def model_record(model_name: str, width: str, overrides: dict, model: nn.Module,
 
 
 def checkpoint_record(fingerprint: str, resolved: dict, step: int, model: nn.Module, optimiser, history: list,
-                      epoch_losses: list, device: torch.device) -> dict:
+                      epoch_losses: list[list[float]], device: torch.device) -> dict:
     """What a training checkpoint holds: everything a killed run needs to continue bitwise as if uninterrupted
-    (weights, optimiser, RNG, the logged history and the losses of the epoch under way) and the identity
+    (weights, optimiser, RNG, the logged history and, per rank, the losses of the epoch under way) and the identity
     (``fingerprint``, and what ``auto`` resolved to) that decides whether a run may resume from it."""
     record = {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "resolved": dict(resolved), "step": step,
               "state_dict": model.state_dict(), "optimiser": optimiser.state_dict(), "torch_rng": torch.get_rng_state(),
@@ -108,15 +108,18 @@ def checkpoint_record(fingerprint: str, resolved: dict, step: int, model: nn.Mod
     return record
 
 
-def restore_checkpoint(record: dict, model: nn.Module, optimiser, device: torch.device) -> tuple[int, list, list]:
-    """Load a checkpoint's state into ``model`` and ``optimiser`` and the RNG; returns (step, history, the losses
-    of the epoch under way)."""
+def restore_checkpoint(record: dict, model: nn.Module, optimiser, device: torch.device, rank: int = 0
+                       ) -> tuple[int, list, list]:
+    """Load a checkpoint's state into ``model`` and ``optimiser`` and the RNG; returns (step, history, this rank's
+    losses of the epoch under way)."""
     model.load_state_dict(record["state_dict"])
     optimiser.load_state_dict(record["optimiser"])
     torch.set_rng_state(record["torch_rng"])
     if device.type == "cuda" and "cuda_rng" in record:
         torch.cuda.set_rng_state(record["cuda_rng"], device)
-    return int(record["step"]), list(record["history"]), list(record.get("epoch_losses", []))
+    by_rank = record.get("epoch_losses", [])
+    losses = by_rank[rank] if rank < len(by_rank) else []
+    return int(record["step"]), list(record["history"]), list(losses)
 
 
 def load_model(path: str | Path, expected: dict | None = None) -> tuple[nn.Module, dict]:

@@ -58,6 +58,16 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     return values / dist.get_world_size()
 
 
+def gather_floats(values: list[float], device: torch.device) -> list[list[float]]:
+    """Every rank's ``values`` (the same length on each), in rank order; ``[values]`` in a single process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [list(values)]
+    local = torch.tensor(values, dtype=torch.float64, device=device)
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, local)
+    return [g.cpu().tolist() for g in gathered]
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -29,23 +29,30 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def staging_dir(path: str | Path) -> Path:
-    """A fresh, empty temporary folder beside ``path`` (git ignores ``*.tmp*``); one left by a killed run is removed."""
+    """A fresh, empty temporary folder beside ``path``. Every temporary name here is ``.<name>.tmp*``, which git
+    (.gitignore) and DVC (.dvcignore) ignore; what a killed run left behind under such a name is removed first."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for left in path.parent.glob(f".{path.name}.tmp*"):
+        shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     return tmp
 
 
 def replace_dir(tmp: str | Path, path: str | Path) -> None:
-    """Put the finished folder ``tmp`` in the place of ``path`` as a whole: the old folder is moved aside first and
-    deleted only once the new one is in place."""
+    """Put the finished folder ``tmp`` in the place of ``path`` as a whole: the old folder is moved aside first, put
+    back if the new one cannot take its place, and deleted only once the new one is in place."""
     path = Path(path)
-    old = path.with_name(f".{path.name}.old{os.getpid()}")
+    old = path.with_name(f".{path.name}.tmp.old{os.getpid()}")
     if path.exists():
         os.replace(path, old)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if old.exists():
+            os.replace(old, path)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

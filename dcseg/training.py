@@ -34,7 +34,7 @@ from dcseg.config import ConfigError, params_hash, require, to_dict
 from dcseg.data.manifest import read_manifest
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.splits import read_split
-from dcseg.distributed import current_context, mean_over_ranks
+from dcseg.distributed import current_context, gather_floats, mean_over_ranks
 from dcseg.hardware import DEVICES, PRECISIONS, autocast, memory_format, resolve
 from dcseg.losses import LossTerms, total_loss
 from dcseg.models import MODEL_NAMES
@@ -80,6 +80,9 @@ class TrainSettings:
 
 # keys a model's entry (profiles.<p>.models.<model>) or the ablation schedule may set over the shared protocol
 PER_MODEL_KEYS = ("crop", "fuse_warmup_epochs", "steps", "width", "precision", "lr")
+EVALUATION_KEYS = ("eval_patch",)  # the model entry's keys that the evaluation reads, not the training
+# TrainSettings fields that come from the run or the loss section, never from the training params
+NOT_TRAINING_PARAMS = ("model", "variant", "overrides", "terms", "alpha", "ssim_c1", "ssim_c2")
 
 
 def layered_settings(cfg, profile: str, model: str, ablation: bool, command_line: tuple[str, ...] = ()
@@ -94,8 +97,13 @@ def layered_settings(cfg, profile: str, model: str, ablation: bool, command_line
     command line always means what it says. A ``dvc exp run -S`` edits params.yaml instead, so there the layers
     apply as written. Returns (settings by name, the full key each one came from: error messages name it)."""
     prefix = f"profiles.{profile}"
+    entry = to_dict(require(cfg, f"{prefix}.models.{model}"))
+    unknown = sorted(set(entry) - set(PER_MODEL_KEYS) - set(EVALUATION_KEYS))
+    if unknown:
+        raise ConfigError(f"{prefix}.models.{model} has unknown key(s) {unknown}; expected some of "
+                          f"{list(PER_MODEL_KEYS) + list(EVALUATION_KEYS)}")
     layers = [(f"{prefix}.train", to_dict(require(cfg, f"{prefix}.train")), None),
-              (f"{prefix}.models.{model}", to_dict(require(cfg, f"{prefix}.models.{model}")), PER_MODEL_KEYS)]
+              (f"{prefix}.models.{model}", entry, PER_MODEL_KEYS)]
     if ablation:
         schedule = to_dict(require(cfg, f"{prefix}.ablation"))
         unknown = sorted(set(schedule) - set(PER_MODEL_KEYS))
@@ -151,7 +159,7 @@ def train_settings(cfg, model: str, overrides: dict | None = None, terms: dict |
     kw, sources = layered_settings(cfg, profile, model, ablation, tuple(command_line))
     kw["augment"] = validate.dataclass_from(AugmentConfig, kw.get("augment", {}),
                                             sources.get("augment", f"profiles.{profile}.train.augment"), AUGMENT_CHECKS)
-    known = {f.name for f in dataclasses.fields(TrainSettings)}
+    known = {f.name for f in dataclasses.fields(TrainSettings)} - set(NOT_TRAINING_PARAMS)
     unknown = sorted(set(kw) - known)
     if unknown:
         raise ConfigError(f"unknown training key(s) {[sources[k] for k in unknown]}; expected some of {sorted(known)}")
@@ -214,6 +222,11 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
 
     out_dir, checkpoint_path = Path(out_dir), Path(checkpoint_path)
     log_dir = Path(log_dir) if log_dir is not None else out_dir
+    # each folder is replaced whole at the end: one inside the other would be deleted with it
+    for inner, outer in ((out_dir, log_dir), (log_dir, out_dir)):
+        if inner.resolve() != outer.resolve() and inner.resolve().is_relative_to(outer.resolve()):
+            raise ConfigError(f"train {settings.model}: {inner} lies inside {outer}; the model and log folders must be "
+                              "the same folder or two separate ones")
     data_hash = data_fingerprint(preprocessed_dir)
     ctx = current_context()  # torchrun: this process's rank (dcseg.distributed); a single process otherwise
     # `auto` resolves here (dcseg.hardware); what it resolved to is part of the run's identity: a checkpoint written
@@ -256,7 +269,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             ckpt = None
         if ckpt is not None and ckpt.get("fingerprint") == fingerprint:
             # every rank resumes from the same file
-            start_step, history, epoch_losses = restore_checkpoint(ckpt, model, optimiser, device)
+            start_step, history, epoch_losses = restore_checkpoint(ckpt, model, optimiser, device, ctx.rank)
             if ctx.is_main:
                 print(f"train: resuming {settings.model} from step {start_step} ({checkpoint_path})")
         elif ckpt is not None and ctx.is_main:
@@ -322,9 +335,13 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
                 if live:
                     _log(live, row)
                 bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.1e}")
-            if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps and ctx.is_main:
-                save_atomic(checkpoint_record(fingerprint, resolved, step + 1, model, optimiser, history,
-                                              epoch_losses, device), checkpoint_path)
+            if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+                # every rank's losses of the epoch under way (a collective, so every rank takes part): the epoch's
+                # logged loss is the mean over ranks of each rank's mean, and each rank resumes with its own
+                partial = gather_floats(epoch_losses, device)
+                if ctx.is_main:
+                    save_atomic(checkpoint_record(fingerprint, resolved, step + 1, model, optimiser, history,
+                                                  partial, device), checkpoint_path)
         if live:
             live.end()
         if ctx.world_size > 1:

@@ -27,7 +27,15 @@ else
     torch_args="$TORCH_PIN $choice"
 fi
 # shellcheck disable=SC2086
-.venv/bin/python -m pip install --quiet $torch_args
+if ! .venv/bin/python -m pip install --quiet $torch_args; then
+    if [ -n "${choice:-}" ]; then
+        # the CPU index could not be reached: pip's own resolution still installs (a larger CUDA build)
+        echo "bootstrap: warning: installing $TORCH_PIN with '$choice' failed; retrying with pip's own index" >&2
+        .venv/bin/python -m pip install --quiet "$TORCH_PIN"
+    else
+        exit 1
+    fi
+fi
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 echo "$want" > "$stamp"
 echo "bootstrap: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -199,6 +199,9 @@ FAKE_PYTHON = textwrap.dedent("""\
     # that their sys.executable -m pip comes back here.
     echo "$*" >> "$FAKE_LOG"
     if [ "$1" = -m ] && [ "$2" = pip ]; then
+        case " $* " in *" --index-url "*)
+            [ -z "$FAKE_NO_INDEX" ] || { echo "ERROR: index unreachable" >&2; exit 1; };;
+        esac
         case " $* " in *" --dry-run "*)
             [ -n "$FAKE_REPORT" ] || { echo "ERROR: index unreachable" >&2; exit 1; }
             while [ "$1" != --report ]; do shift; done
@@ -224,9 +227,10 @@ def bootstrap(tmp_path):
     python.chmod(0o755)
     log = tmp_path / "log"
 
-    def run(torch_spec=None, fixture=None):
+    def run(torch_spec=None, fixture=None, cpu_index_reachable=True):
         env = {k: v for k, v in os.environ.items() if k != "TORCH_SPEC"}
-        env.update(FAKE_LOG=str(log), FAKE_REPORT=str(REPORTS / f"{fixture}.json") if fixture else "")
+        env.update(FAKE_LOG=str(log), FAKE_REPORT=str(REPORTS / f"{fixture}.json") if fixture else "",
+                   FAKE_NO_INDEX="" if cpu_index_reachable else "1")
         if torch_spec is not None:
             env["TORCH_SPEC"] = torch_spec
         (repo / ".venv" / ".bootstrap-stamp").unlink(missing_ok=True)
@@ -258,3 +262,12 @@ def test_bootstrap_keeps_pips_behaviour_when_the_dry_run_fails(bootstrap):
     pip, err = bootstrap(fixture=None)
     assert pip[2] == "-m pip install --quiet torch==2.13.0"
     assert "pip's dry run of torch==2.13.0 failed (ERROR: index unreachable)" in err
+
+
+def test_bootstrap_falls_back_to_pips_own_index_when_the_cpu_index_is_unreachable(bootstrap):
+    if torch_choice.detect_gpu():
+        pytest.skip("a GPU machine keeps the CUDA build: the CPU index is never added")
+    pip, err = bootstrap(fixture="pypi_cuda_build", cpu_index_reachable=False)
+    assert pip[2] == "-m pip install --quiet torch==2.13.0 " + " ".join(CPU_ARGS)  # tried, failed
+    assert pip[3] == "-m pip install --quiet torch==2.13.0"  # then the plain pin
+    assert "retrying with pip's own index" in err

@@ -218,3 +218,42 @@ def test_a_crop_larger_than_the_smallest_volume_is_refused_before_training(tiny_
     with pytest.raises(ConfigError, match=r"crop 40 is larger than the smallest preprocessed training volume"):
         train(tiny_settings("rfnet", crop=40), tiny_data, tmp_path / "m", tmp_path / "c.pt", progress=False)
     assert not (tmp_path / "m").exists()
+
+
+def test_model_and_log_folders_must_not_nest(tiny_data, tmp_path):
+    from dcseg.config import ConfigError
+    for out, logs in ((tmp_path / "x" / "model", tmp_path / "x"), (tmp_path / "y", tmp_path / "y" / "live")):
+        with pytest.raises(ConfigError, match="lies inside"):
+            train(tiny_settings("rfnet", steps=1), tiny_data, out, tmp_path / "c.pt", progress=False, log_dir=logs)
+
+
+def test_staging_removes_what_a_killed_run_left_and_replace_puts_the_old_folder_back_on_failure(tmp_path, monkeypatch):
+    from dcseg import io
+    target = tmp_path / "logs" / "rfnet"
+    target.mkdir(parents=True)
+    (target / "old.txt").write_text("old")
+    for left in (".rfnet.tmp", ".rfnet.tmp.old99"):  # a kill mid-run, a kill between the two renames
+        (tmp_path / "logs" / left).mkdir()
+    staged = io.staging_dir(target)
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [".rfnet.tmp", "rfnet"] and not any(staged.iterdir())
+    real = io.os.replace
+
+    def failing(src, dst):
+        if src == staged:
+            raise OSError("injected")
+        return real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", failing)
+    with pytest.raises(OSError, match="injected"):
+        io.replace_dir(staged, target)
+    assert (target / "old.txt").read_text() == "old"  # put back
+
+
+def test_each_rank_resumes_with_its_own_partial_epoch(tiny_data, tmp_path):
+    from dcseg.checkpoint import checkpoint_record, restore_checkpoint
+    from dcseg.registry import build_model
+    model = build_model("rfnet", width="cpu", **TINY["rfnet"])
+    optimiser = torch.optim.Adam(model.parameters())
+    record = checkpoint_record("f", {}, 4, model, optimiser, [], [[1.0, 2.0], [3.0, 4.0]], torch.device("cpu"))
+    assert restore_checkpoint(record, model, optimiser, torch.device("cpu"), rank=1)[2] == [3.0, 4.0]
+    assert restore_checkpoint(record, model, optimiser, torch.device("cpu"), rank=0)[2] == [1.0, 2.0]
