@@ -14,7 +14,7 @@ evaluation metrics, the report header).
   that layout (see the README's benchmark table), the default contiguous layout elsewhere (under CPU bf16 it
   measured slower; on CUDA it is unmeasured).
 - threads: a stage that runs a network (train, evaluate, report) uses as many threads as CPUs are idle when it
-  starts (``set_threads``; ``OMP_NUM_THREADS`` overrides). Two libgomp threads sharing their cores with another
+  starts (``set_threads``, sampled over half a second; ``OMP_NUM_THREADS`` overrides). Two libgomp threads sharing their cores with another
   busy process collapse (measured on 2 AVX2 cores, one busy process beside the step: RFNet 0.38-0.69 s/step quiet
   -> 1.8-2.0 s with 2 threads, 0.64 s with 1). ``OMP_WAIT_POLICY=PASSIVE`` softens the collapse (0.9-1.0 s) but
   costs 20-70 % on a quiet machine, so the wait policy stays libgomp's default.
@@ -65,7 +65,7 @@ def cpu_kind() -> str:
     return capability
 
 
-def idle_cpus(interval: float = 0.25) -> float | None:
+def idle_cpus(interval: float = 0.5) -> float | None:
     """How many of the machine's CPUs other processes leave free, sampled from /proc/stat over ``interval`` seconds
     (None where /proc/stat is unreadable, i.e. off Linux). Time spent by niced processes counts as free: they yield
     to a stage at normal priority (a ``nice`` background job does not cost the stage its threads)."""
@@ -93,7 +93,10 @@ def set_threads() -> str:
     idle = idle_cpus()
     if idle is None:
         return f"threads: {torch.get_num_threads()} (torch's default)"
-    threads = max(1, min(available, int(idle + 0.5)))
+    # a CPU counts as free unless it is at least a quarter busy: a short spike in the sample (an editor, git) must not
+    # halve a stage's threads for its whole run (measured: mmFormer 0.9 -> 2.4 s/step on one thread), while a process
+    # that holds a core (idle <= 1.0 of 2) still leaves one thread
+    threads = max(1, min(available, int(idle + 0.75)))
     torch.set_num_threads(threads)
     return (f"threads: {threads} ({idle:.1f} of {os.cpu_count()} CPUs idle at the start; set OMP_NUM_THREADS to "
             "override)")

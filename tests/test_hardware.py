@@ -102,9 +102,15 @@ def test_threads_follow_idle_cpus_unless_omp_num_threads_is_set(monkeypatch):
     assert idle is None or 0 <= idle <= os.cpu_count()
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        monkeypatch.setattr(hardware, "idle_cpus", lambda interval=0.25: 0.3)  # another process holds the cores
+        monkeypatch.setattr(hardware, "idle_cpus", lambda interval=0.5: 0.3)  # other processes hold the cores
         assert "threads: 1 " in hardware.set_threads() and torch.get_num_threads() == 1
-        monkeypatch.setattr(hardware, "idle_cpus", lambda interval=0.25: 64.0)  # capped at this process's CPUs
+        monkeypatch.setattr(hardware, "idle_cpus", lambda interval=0.5: 1.0)  # one busy process on 2 CPUs
+        hardware.set_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr(hardware, "idle_cpus", lambda interval=0.5: 1.4)  # a short spike: still 2 free CPUs
+        hardware.set_threads()
+        assert torch.get_num_threads() == min(len(os.sched_getaffinity(0)), 2)
+        monkeypatch.setattr(hardware, "idle_cpus", lambda interval=0.5: 64.0)  # capped at this process's CPUs
         hardware.set_threads()
         assert torch.get_num_threads() == len(os.sched_getaffinity(0))
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
