@@ -132,7 +132,7 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
         assert set(metrics["average"]["dice"]) == {"WT", "TC", "ET"}
         rows = (repo_copy / "metrics" / f"{run}_cases.csv").read_text().splitlines()
         assert len(rows) == 1 + metrics["n_cases"] * 15 * 3
-    assert json.loads((repo_copy / "models/dcseg_no_rec/train_summary.json").read_text())["steps"] == 1
+    assert json.loads((repo_copy / "logs/dcseg_no_rec/train_summary.json").read_text())["steps"] == 1
     table1 = (repo_copy / "reports/table1.md").read_text()
     assert "| ● | ● | ● | ● |" in table1 and "Average" in table1
     assert "no_reg" in (repo_copy / "reports/table2.md").read_text()
