@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from dcseg import validate
 from dcseg.checkpoint import data_fingerprint, load_model
 from dcseg.io import write_text_atomic
 from dcseg.config import ConfigError, require
@@ -45,8 +46,7 @@ def evaluation_settings(cfg: DictConfig, model_name: str, warn: bool = True
     precision = require(cfg, f"{section}.precision", PRECISIONS)
     # Optional: they change speed and memory, not the metrics (beyond float rounding).
     device_spec = OmegaConf.select(cfg, f"{section}.device", default="auto")
-    if device_spec not in DEVICES:
-        raise ConfigError(f"params key '{section}.device' is {device_spec!r}; expected one of {list(DEVICES)}")
+    validate.choice(f"{section}.device", device_spec, DEVICES)
     channels_last = OmegaConf.select(cfg, f"{section}.channels_last", default="auto")
     try:
         device, hardware = resolve(device_spec, precision, channels_last, warn=warn)
