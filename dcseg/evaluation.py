@@ -28,7 +28,8 @@ from dcseg.data.manifest import read_manifest
 from dcseg.data.preprocess import load_case
 from dcseg.hardware import DEVICES, PRECISIONS, Hardware, memory_format, resolve
 from dcseg.inference import WEIGHTINGS, InferenceSettings, check_patch, predict_labels
-from dcseg.metrics import CASE_COLUMNS, METRICS, REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels, remove_small_et
+from dcseg.metrics import (CASE_COLUMNS, METRICS, REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels,
+                           remove_small_et)
 from dcseg.subsets import SUBSET_MASKS, SUBSETS, Subset
 
 AXES = "xyz"
@@ -43,7 +44,7 @@ def evaluation_settings(cfg: DictConfig, model_name: str, warn: bool = True
     section = f"profiles.{profile}.evaluate"
     require(cfg, section)  # names the profile when it has no evaluate section
     patch_key = f"profiles.{profile}.models.{model_name}.eval_patch"
-    precision = require(cfg, f"{section}.precision", PRECISIONS)
+    precision = validate.choice(f"{section}.precision", require(cfg, f"{section}.precision"), PRECISIONS)
     # Optional: they change speed and memory, not the metrics (beyond float rounding).
     device_spec = OmegaConf.select(cfg, f"{section}.device", default="auto")
     validate.choice(f"{section}.device", device_spec, DEVICES)
@@ -55,7 +56,7 @@ def evaluation_settings(cfg: DictConfig, model_name: str, warn: bool = True
     values = {
         "patch": require(cfg, patch_key),
         "overlap": require(cfg, f"{section}.overlap"),
-        "weighting": require(cfg, f"{section}.weighting", WEIGHTINGS),
+        "weighting": validate.choice(f"{section}.weighting", require(cfg, f"{section}.weighting"), WEIGHTINGS),
         "precision": hardware.precision,
         "channels_last": hardware.channels_last,
         "subset_batch": OmegaConf.select(cfg, f"{section}.subset_batch", default=len(SUBSETS)),

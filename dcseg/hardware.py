@@ -15,9 +15,10 @@ evaluation metrics, the report header).
   measured slower; on CUDA it is unmeasured).
 - threads: a stage that runs a network (train, evaluate, report) uses as many threads as CPUs are idle when it
   starts (``set_threads``, sampled over half a second; ``OMP_NUM_THREADS`` overrides). Two libgomp threads sharing
-  their cores with another busy process collapse (measured on 2 AVX2 cores, one busy process beside the step: RFNet 0.38-0.69 s/step quiet
-  -> 1.8-2.0 s with 2 threads, 0.64 s with 1). ``OMP_WAIT_POLICY=PASSIVE`` softens the collapse (0.9-1.0 s) but
-  costs 20-70 % on a quiet machine, so the wait policy stays libgomp's default.
+  their cores with another busy process collapse (measured on 2 AVX2 cores, one busy process beside the step:
+  RFNet 0.38-0.69 s/step quiet -> 1.8-2.0 s with 2 threads, 0.64 s with 1). ``OMP_WAIT_POLICY=PASSIVE`` softens the
+  collapse (0.9-1.0 s) but costs 20-70 % on a quiet machine, so the wait policy stays libgomp's default.
+  ``scripts/parallel_repro.py`` runs one 1-thread job per CPU instead: more steps per hour than one 2-thread run.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from dcseg.io import atomic_dir, replace_dir, staging_dir
 from dcseg.checkpoint import (CheckpointError, checkpoint_record, data_fingerprint, load_file, model_record,
                               restore_checkpoint, save_atomic)
 from dcseg import validate
-from dcseg.config import ConfigError, params_hash, require, to_dict
+from dcseg.config import PROFILES, ConfigError, params_hash, require, to_dict
 from dcseg.data.manifest import read_manifest
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.splits import read_split
@@ -155,7 +155,7 @@ def train_settings(cfg, model: str, overrides: dict | None = None, terms: dict |
     ``layered_settings`` and checked. ``command_line``: the full keys the stage's arguments set."""
     if model not in MODEL_NAMES:
         raise ConfigError(f"unknown model {model!r}; expected one of {MODEL_NAMES}")
-    profile = require(cfg, "profile", ("cpu", "paper"))
+    profile = validate.choice("profile", require(cfg, "profile"), PROFILES)
     kw, sources = layered_settings(cfg, profile, model, ablation, tuple(command_line))
     kw["augment"] = validate.dataclass_from(AugmentConfig, kw.get("augment", {}),
                                             sources.get("augment", f"profiles.{profile}.train.augment"), AUGMENT_CHECKS)
@@ -283,11 +283,13 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
 
         forward = model
         if ctx.world_size > 1:  # DDP averages the gradients of the ranks' shares of each global batch
-            forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            device_ids = [device.index] if device.type == "cuda" else None
+            forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         model.train()
         seconds, timed_steps = 0.0, 0
-        bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps, desc=f"train {settings.model}",
-                   unit="step", disable=not (progress and ctx.is_main), dynamic_ncols=True)
+        bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps,
+                   desc=f"train {settings.model}", unit="step", disable=not (progress and ctx.is_main),
+                   dynamic_ncols=True)
         for step in bar:
             if stop_at_step is not None and step >= stop_at_step:
                 if live:
@@ -328,7 +330,8 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             if (step + 1) % settings.steps_per_epoch == 0 or step + 1 == settings.steps:
                 row = row or {"step": step + 1}
                 row["epoch/index"] = epoch + 1
-                row["epoch/loss"] = round(mean_over_ranks(torch.tensor(float(np.mean(epoch_losses)), device=device)).item(), 6)
+                epoch_loss = torch.tensor(float(np.mean(epoch_losses)), device=device)
+                row["epoch/loss"] = round(mean_over_ranks(epoch_loss).item(), 6)
                 epoch_losses = []
             if row is not None:
                 history.append(row)
@@ -351,7 +354,8 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
 
         model = model.to(memory_format=torch.contiguous_format)
         record = model_record(settings.model, settings.width, overrides, model, variant=settings.variant,
-                              options=settings.overrides, seed=settings.seed, data_hash=data_hash, params_hash=fingerprint, steps=settings.steps)
+                              options=settings.overrides, seed=settings.seed, data_hash=data_hash,
+                              params_hash=fingerprint, steps=settings.steps)
         summary = {
             "model": settings.model,
             "steps": settings.steps,

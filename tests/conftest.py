@@ -62,3 +62,9 @@ def tiny_data(tmp_path_factory):
     write_split(root / "split", {"train": ids[:3], "val": ids[3:4], "test": ids[4:]})
     build_preprocessed(root / "raw", root / "split", root / "pre", min_size=(32, 32, 32), progress=False)
     return root / "pre"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow end-to-end tests first: under ``pytest -n`` (scripts/test.sh) each starts on a worker of its own at
+    once instead of ending the run alone, so the suite takes about as long as its longest test, not the sum."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise

@@ -16,9 +16,13 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+def _env(**extra) -> dict:
+    """The environment of a `dvc` call: this interpreter's bin/ first (the stages run `python`), no analytics."""
+    return dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", **extra)
+
+
 def _dvc(cwd, *args, check=True):
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    p = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=_env(), capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
     return p
@@ -123,7 +127,12 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
     variants = ("full", "no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")
     dcseg_stages = ["train@dcseg", "evaluate@dcseg"] + [f"{s}@dcseg_{v}" for s in ("train", "evaluate")
                                                         for v in variants] + ["report"]
-    ran = _ran(_dvc(repo_copy, "repro").stdout)
+    # through the README's script: the runs' stages side by side (2 jobs), then the report
+    p = subprocess.run([sys.executable, "scripts/parallel_repro.py"], cwd=repo_copy, env=_env(REPRO_JOBS="2"),
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "2 jobs" in p.stdout
+    ran = _ran(p.stdout)
     assert ran[:2] == ["phantom", "preprocess"] and ran[-1] == "report"
     assert sorted(ran[2:]) == sorted({f"{s}@{m}" for s in ("train", "evaluate") for m in models} | set(dcseg_stages))
     import json

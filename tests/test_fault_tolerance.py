@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_dvc_pipeline import _dvc, _ran, _set_params, repo_copy  # noqa: F401  (fixture)
+from .test_dvc_pipeline import _dvc, _env, _ran, _set_params, repo_copy  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 TARGET = "evaluate@rfnet"  # phantom -> preprocess -> train@rfnet -> evaluate@rfnet
@@ -41,8 +41,7 @@ def _repro_killed_when(repo, stage: str, ready, what: str, timeout: float = 300.
     ``ready(log_text)`` holds; return the log. ``slow_saves``: every ``numpy.save`` in the stage's processes
     first sleeps 0.2 s, so a stage that writes its files in a fraction of a second stays long enough inside its
     temp folder for the kill to land there (a sitecustomize on PYTHONPATH; the code under test is unchanged)."""
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1",
-               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = _env(PYTHONUNBUFFERED="1")
     if slow_saves:
         hook = repo.parent / "slow_saves"
         hook.mkdir(exist_ok=True)

@@ -339,7 +339,7 @@ def test_corrupt_metrics_and_a_missing_subset_are_named(tmp_path):
 
 
 def test_bad_report_params_name_the_key():
-    with pytest.raises(ConfigError, match=r"'report\.et_column' is 'raw'; expected one of \['dice_post', 'dice'\]"):
+    with pytest.raises(ConfigError, match=r"report\.et_column is 'raw'; expected one of \['dice_post', 'dice'\]"):
         report_settings(_cfg(["report.et_column=raw"]))
     with pytest.raises(ConfigError, match=r"report\.figure_subsets.*'t1ce\+flair'"):
         report_settings(_cfg(["report.figure_subsets=[t1ce+flair]"]))

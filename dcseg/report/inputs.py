@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from dcseg import validate
 from dcseg.config import ConfigError, params_hash, require, to_dict
 from dcseg.data.brats import MODALITIES
 from dcseg.data.errors import DataError
@@ -48,24 +49,20 @@ def _is_int(value) -> bool:
 
 def report_settings(cfg: DictConfig) -> ReportSettings:
     """The ``report`` section of params.yaml, checked; a bad value fails with its key."""
-    et_column = require(cfg, "report.et_column", ET_COLUMNS)
-    samples = require(cfg, "report.bootstrap_samples")
-    if not _is_int(samples) or samples < 1:
-        raise ConfigError(f"params key 'report.bootstrap_samples' is {samples!r}; expected an int >= 1")
-    seed = require(cfg, "report.seed")
-    if not _is_int(seed) or seed < 0:
-        raise ConfigError(f"params key 'report.seed' is {seed!r}; expected an int >= 0")
+    et_column = validate.choice("report.et_column", require(cfg, "report.et_column"), ET_COLUMNS)
+    samples = validate.positive_int("report.bootstrap_samples", require(cfg, "report.bootstrap_samples"))
+    seed = validate.non_negative_int("report.seed", require(cfg, "report.seed"))
     figure_case = require(cfg, "report.figure_case")
-    if figure_case is not None and not isinstance(figure_case, str):
-        raise ConfigError(f"params key 'report.figure_case' is {figure_case!r}; expected null or a case id")
+    if figure_case is not None:
+        validate.text("report.figure_case", figure_case)
     names = require(cfg, "report.figure_subsets")
     names = OmegaConf.to_container(names) if isinstance(names, ListConfig) else names
     if not isinstance(names, list) or not names:
-        raise ConfigError(f"params key 'report.figure_subsets' is {names!r}; expected a non-empty list of subset names")
+        validate.fail("report.figure_subsets", names, "a non-empty list of subset names")
     try:
         subsets = tuple(subset_by_name(str(name)) for name in names)
     except KeyError as e:
-        raise ConfigError(f"params key 'report.figure_subsets': {e.args[0]}") from e
+        raise ConfigError(f"report.figure_subsets: {e.args[0]}") from e
     return ReportSettings(et_column, samples, seed, figure_case, subsets)
 
 

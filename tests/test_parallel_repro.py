@@ -1,0 +1,78 @@
+"""scripts/parallel_repro.py: how many jobs, how many threads each, and in which order the runs go.
+
+The whole script runs end to end in tests/test_dvc_pipeline.py (the tiny pipeline is reproduced through it)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcseg.runs import ALL_RUNS
+
+REPO = Path(__file__).resolve().parent.parent
+
+# scripts/ is not a package: load the module by path, as tests/test_bootstrap.py does.
+_spec = importlib.util.spec_from_file_location("parallel_repro", REPO / "scripts" / "parallel_repro.py")
+parallel_repro = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(parallel_repro)
+
+
+def _params(**models) -> dict:
+    return {"profile": "cpu", "profiles": {"cpu": {
+        "train": {"steps": 100, "device": "cpu"}, "ablation": {"steps": 10},
+        "models": {"dcseg": {"crop": 24}, "rfnet": {"crop": 24}, "mmformer": {"crop": 32}, **models}}}}
+
+
+def _dvc_yaml() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+@pytest.mark.parametrize("env, cpus, runs, cuda, expected", [
+    ({}, 2, 9, False, 2),             # one job per CPU
+    ({}, 16, 9, False, 9),            # never more jobs than runs
+    ({}, 1, 9, False, 1),
+    ({}, 16, 9, True, 1),             # runs on one GPU would share it: one at a time
+    ({"REPRO_JOBS": "3"}, 2, 9, True, 3),  # the user's choice stands
+])
+def test_job_count(env, cpus, runs, cuda, expected):
+    assert parallel_repro.job_count(env, cpus, runs, cuda) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_job_count_is_refused_naming_the_variable_and_the_value(value):
+    with pytest.raises(SystemExit, match=rf"REPRO_JOBS='{value}'.*positive integer"):
+        parallel_repro.job_count({"REPRO_JOBS": value}, 2, 9, False)
+
+
+@pytest.mark.parametrize("env, cpus, jobs, expected", [
+    ({}, 2, 2, "1"), ({}, 16, 9, "1"), ({}, 16, 4, "4"), ({}, 1, 2, "1"), ({"OMP_NUM_THREADS": "2"}, 2, 2, "2"),
+])
+def test_threads_per_job_share_the_cpus_unless_the_user_set_them(env, cpus, jobs, expected):
+    assert parallel_repro.threads_per_job(env, cpus, jobs) == expected
+
+
+def test_the_queue_holds_every_run_of_dvc_yaml_largest_training_first():
+    names = parallel_repro.queue(yaml.safe_load((REPO / "params.yaml").read_text()), _dvc_yaml())
+    assert sorted(names) == sorted(run.name for run in ALL_RUNS)
+    # the default CPU profile: mmFormer (32^3 crops) first, the two 24^3 main runs, then the shorter ablation runs
+    # in matrix order
+    assert names[:3] == ["mmformer", "dcseg", "rfnet"]
+    assert names[3:] == [run.name for run in ALL_RUNS if run.is_ablation]
+
+
+def test_the_cost_follows_the_training_stages_precedence():
+    # a model entry's steps override the protocol's; the ablation schedule overrides both
+    params = _params(rfnet={"crop": 24, "steps": 1000})
+    assert parallel_repro.training_cost(params, "rfnet", False) == 1000 * 24 ** 3
+    assert parallel_repro.training_cost(params, "dcseg", False) == 100 * 24 ** 3
+    assert parallel_repro.training_cost(params, "dcseg", True) == 10 * 24 ** 3
+    names = parallel_repro.queue(params, _dvc_yaml())
+    assert names[:3] == ["rfnet", "mmformer", "dcseg"]
+
+
+def test_an_explicit_device_needs_no_probe():
+    assert parallel_repro.trains_on_cuda(_params()) is False
+    params = _params()
+    params["profiles"]["cpu"]["train"]["device"] = "cuda:0"
+    assert parallel_repro.trains_on_cuda(params) is True
