@@ -23,9 +23,10 @@ crop / 16), mask bool ``[B, M]``. Eval mode: class logits; train mode: a ``Train
 Reference quirks (labels defined in ``docs/reference.md`` §Quirks):
 - Q1 padding: ``padding_mode`` option for the encoder and decoder convs, default "zeros" = the published PyTorch 1.2
   runs (the code asks for 'reflect'; its fusion blocks use zeros either way, as here).
-- Q2 inter-modal reshape: ``faithful_inter_reshape`` option, default False (fixed): the tokens are folded back per
-  modality, so channels = modality x transformer dim at the token's own grid cell. True reproduces the raw view of the
-  reference, which mixes 4 consecutive tokens of one modality into each grid cell.
+- Q2 inter-modal reshape, reproduced by default (the published network, whose weights and numbers come from it): the
+  raw view of the reference, which puts M consecutive tokens of one modality into each grid cell.
+  ``fold_tokens_per_modality=True`` fixes it: each modality's tokens are folded back to their own grid cells, so the
+  channels are modality x transformer dim at the token's own cell (not the published function).
 - Q3 the 4 unused ``*_decode_conv`` layers are left out (``keep_unused_parameters=True`` adds them back, only to
   reproduce the reference's parameter count and weight decay; they never affect the output).
 - Q4 the token grid follows ``crop_size`` instead of being fixed to 8^3 (128^3 inputs); an input of another size is
@@ -70,7 +71,7 @@ class MMFormerConfig:
     dropout: float = 0.1
     crop_size: int | tuple[int, int, int] = 128  # Q4: the token grid is crop_size / 16
     padding_mode: str = "zeros"  # Q1
-    faithful_inter_reshape: bool = False  # Q2
+    fold_tokens_per_modality: bool = False  # Q2: False = the published raw reshape
     keep_unused_parameters: bool = False  # Q3
 
 
@@ -218,11 +219,10 @@ class MMFormer(nn.Module):
         intra = mask_modalities(intra, mask)
         tokens = torch.cat([self._to_tokens(intra[:, j]) for j in range(m)], dim=1)  # [B, M*G, D], modality-major
         tokens = self.inter_transformer(tokens, torch.cat(list(self.position_embeddings), dim=1))
-        if self.config.faithful_inter_reshape:
-            # Q2 as in the reference: a raw view of [B, M*G, D] as [B, gx, gy, gz, M*D]
-            inter = tokens.reshape(b, *self.token_grid, m * dim).permute(0, 4, 1, 2, 3)
-        else:
+        if self.config.fold_tokens_per_modality:  # Q2 fixed: each modality's tokens back to their own cells
             inter = torch.cat([self._to_grid(t) for t in tokens.chunk(m, dim=1)], dim=1)  # [B, M*D, g...]
+        else:  # Q2 as published: a raw view of [B, M*G, D] as [B, gx, gy, gz, M*D]
+            inter = tokens.reshape(b, *self.token_grid, m * dim).permute(0, 4, 1, 2, 3)
         stacks = [mask_modalities(f, mask).flatten(1, 2) for f in levels] + [self.inter_projection(inter)]
         return self.fused_decoder(stacks)
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from dcseg.config import ConfigError, load_params
+from dcseg.runs import ALL_RUNS
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -26,6 +27,15 @@ def _dvc(cwd, *args, check=True):
     if check and p.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def _parallel_repro(repo: Path) -> str:
+    """scripts/parallel_repro.py (what scripts/repro.sh runs) with 2 jobs; its output."""
+    p = subprocess.run([sys.executable, "scripts/parallel_repro.py"], cwd=repo, env=_env(REPRO_JOBS="2"),
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"{len(ALL_RUNS)} runs, 2 jobs" in p.stdout
+    return p.stdout
 
 
 def _ran(output: str) -> list[str]:
@@ -128,11 +138,7 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
     dcseg_stages = ["train@dcseg", "evaluate@dcseg"] + [f"{s}@dcseg_{v}" for s in ("train", "evaluate")
                                                         for v in variants] + ["report"]
     # through the README's script: the runs' stages side by side (2 jobs), then the report
-    p = subprocess.run([sys.executable, "scripts/parallel_repro.py"], cwd=repo_copy, env=_env(REPRO_JOBS="2"),
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "2 jobs" in p.stdout
-    ran = _ran(p.stdout)
+    ran = _ran(_parallel_repro(repo_copy))
     assert ran[:2] == ["phantom", "preprocess"] and ran[-1] == "report"
     assert sorted(ran[2:]) == sorted({f"{s}@{m}" for s in ("train", "evaluate") for m in models} | set(dcseg_stages))
     import json
@@ -171,7 +177,7 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
     # --dry lists the stages that read the key (it cannot know which outputs the others would then change)
     dry = set(_ran(_dvc(repo_copy, "repro", "--dry").stdout))
     assert {"train@dcseg"} | {f"train@dcseg_{v}" for v in variants} <= dry <= set(dcseg_stages)
-    assert sorted(_ran(_dvc(repo_copy, "repro").stdout)) == sorted(dcseg_stages)
+    assert sorted(_ran(_parallel_repro(repo_copy))) == sorted(dcseg_stages)
     # an evaluation key reruns every evaluation and the report, no training
     _set_params(repo_copy, **{"profiles.cpu.evaluate.overlap": 0.25})
     dry = _ran(_dvc(repo_copy, "repro", "--dry").stdout)
