@@ -65,6 +65,7 @@ def tiny_data(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow end-to-end tests first: under ``pytest -n`` (scripts/test.sh) each starts on a worker of its own at
-    once instead of ending the run alone, so the suite takes about as long as its longest test, not the sum."""
+    """The slow end-to-end tests first: under ``pytest -n auto --dist loadgroup`` (scripts/test.sh), which hands
+    out one test at a time, each starts on a worker of its own at once instead of ending the run alone, so the suite
+    takes about as long as its longest test, not the sum."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
