@@ -9,9 +9,14 @@ clamp(log_softmax, log 0.005)).
 DC-Seg's disentanglement losses follow the paper (section 2, eqs. 1-9) with the choices of ``docs/reference.md``
 §DC-Seg: SSIM from whole-map statistics with C1 = 1e-4, C2 = 9e-4; the sigmoid loss without bias over all ordered
 pairs, self-pairs included; reductions are batch means (the paper writes sums over samples, which only rescales by N).
+For the official implementation (a model output of type ``OfficialTrainOutput``; ``docs/reference.md`` §Official)
+``total_loss`` computes the official code's terms instead, with the same functions where the two agree: L_ana's SSIM
+over 11^3 Gaussian windows by torchmetrics (the call the official code makes), MSE for L_rec, and the KL term on the
+AdaIN parameters; the fixed temperature comes with the output.
 
 All losses compute in float32 (autocast is switched off inside) and stay finite, with finite gradients, for constant
-feature maps, zero vectors and all-background crops.
+feature maps, zero vectors and all-background crops; the official terms only as far as the official code does (its
+SSIM is NaN when all anatomy maps are one constant, its KL infinite for a sigma of exactly 0).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from dcseg.experiments import VARIANTS
+from dcseg.models.official import OfficialTrainOutput
 
 if TYPE_CHECKING:
     from dcseg.models.outputs import TrainOutput
@@ -34,6 +40,8 @@ if TYPE_CHECKING:
 PROBABILITY_FLOOR = 0.005  # the references clamp p before the log: no gradient below it
 DICE_EPS = 1e-7
 COSINE_EPS = 1e-6
+SSIM_WINDOW_PADDING = 5  # torchmetrics pads by reflection with half its 11^3 Gaussian window (sigma 1.5)
+OFFICIAL_KL_WEIGHT = 0.1  # official train.py: alpha = 0.1 on the KL term, 4 alpha = 0.4 on L_ana, L_mod, L_rec
 
 
 def _float32(fn):
@@ -183,6 +191,29 @@ def pairwise_global_ssim(maps: torch.Tensor, c1: float = 1e-4, c2: float = 9e-4)
 
 
 @_float32
+def pairwise_windowed_ssim(maps: torch.Tensor) -> torch.Tensor:
+    """The official L_ana similarity between all pairs of K maps ``[K, C, X, Y, Z]`` -> ``[K, K]``.
+
+    As the official code: torchmetrics' ``structural_similarity_index_measure`` (its defaults: Gaussian 11^3 window,
+    sigma 1.5, reflect padding, the mean over channels and voxels) on the stacks of the K (K - 1) / 2 pairs i < j,
+    with C1 = (0.01 R)^2, C2 = (0.03 R)^2 for the data range R torchmetrics takes from those stacks: max(range of
+    maps 0..K-2, range of maps 1..K-1), differentiable like the rest. The matrix is symmetric with a diagonal of 1.
+    Every side of the maps must exceed 5 voxels (the reflect padding): a crop of at least 48 voxels. Cost: five
+    depthwise 11^3 convolutions over the K (K - 1) / 2 pairs, as in the official training.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure  # slow import: official only
+
+    if min(maps.shape[2:]) <= SSIM_WINDOW_PADDING:
+        raise ValueError(f"the official SSIM needs maps wider than {SSIM_WINDOW_PADDING} voxels, got "
+                         f"{tuple(maps.shape[2:])} (a crop of at least 48 voxels per side)")
+    k = maps.shape[0]
+    first, second = torch.triu_indices(k, k, offset=1, device=maps.device)  # row by row, as the official loops
+    ssim = structural_similarity_index_measure(maps[first], maps[second], reduction="none")
+    upper = maps.new_zeros(k, k).index_put((first, second), ssim)
+    return torch.where(torch.eye(k, dtype=torch.bool, device=maps.device), 1.0, upper + upper.T)
+
+
+@_float32
 def sigmoid_contrastive_loss(similarity: torch.Tensor, positive: torch.Tensor,
                              temperature: float | torch.Tensor) -> torch.Tensor:
     """Eqs. 1, 2, 4: -(1/K^2) sum over all K^2 ordered pairs (self-pairs included) of log sigmoid(f t s), with
@@ -192,11 +223,13 @@ def sigmoid_contrastive_loss(similarity: torch.Tensor, positive: torch.Tensor,
 
 
 def anatomical_contrastive_loss(anatomy: torch.Tensor, temperature: float | torch.Tensor,
-                                c1: float = 1e-4, c2: float = 9e-4) -> torch.Tensor:
+                                c1: float = 1e-4, c2: float = 9e-4, *, windowed: bool = False) -> torch.Tensor:
     """L_ana (eq. 1): anatomy ``[N, M, C, X, Y, Z]``; positives = maps of the same subject (any modality);
-    similarity = ``global_ssim`` between all N*M maps."""
+    similarity between all N*M maps = ``global_ssim`` with c1, c2, or with ``windowed`` the official
+    ``pairwise_windowed_ssim`` (c1, c2 then follow from the data range)."""
     n, m = anatomy.shape[:2]
-    similarity = pairwise_global_ssim(anatomy.flatten(0, 1), c1, c2)
+    maps = anatomy.flatten(0, 1)
+    similarity = pairwise_windowed_ssim(maps) if windowed else pairwise_global_ssim(maps, c1, c2)
     subject = torch.arange(n, device=anatomy.device).repeat_interleave(m)
     return sigmoid_contrastive_loss(similarity, subject[:, None] == subject[None], temperature)
 
@@ -215,12 +248,25 @@ def modality_contrastive_loss(vectors: torch.Tensor, temperature: float | torch.
 
 
 @_float32
-def reconstruction_loss(reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+def reconstruction_loss(reconstructions: torch.Tensor, images: torch.Tensor, *, squared: bool = False) -> torch.Tensor:
     """L_rec (eq. 5) as an L1: per modality the mean absolute error per voxel, summed over modalities, averaged over
-    the batch. reconstructions, images ``[B, M, X, Y, Z]``. (A literal voxel sum would swamp the other terms.)"""
+    the batch. reconstructions, images ``[B, M, X, Y, Z]``. (A literal voxel sum would swamp the other terms.)
+    ``squared``: the official code's MSE instead, the mean over batch, modalities and voxels."""
     if reconstructions.shape != images.shape:
         raise ValueError(f"reconstructions {tuple(reconstructions.shape)} vs images {tuple(images.shape)}")
-    return (reconstructions - images).abs().mean(dim=(0, 2, 3, 4)).sum()
+    error = reconstructions - images
+    if squared:
+        return error.square().mean()
+    return error.abs().mean(dim=(0, 2, 3, 4)).sum()
+
+
+@_float32
+def adain_kl_loss(means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The official KL term: sum over modalities j of KL(N(mu_j, sigma_j^2) || N(0, 1)) averaged over batch and
+    channels, 0.5 mean(sigma^2 + mu^2 - 1 - log sigma^2); means, scales ``[B, M, C]`` (the AdaIN shift and gain).
+    Computed as the official code does, through log sigma^2 and its exp."""
+    log_var = torch.log(scales.square())
+    return (0.5 * (log_var.exp() + means.square() - 1 - log_var)).mean(dim=(0, 2)).sum()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -271,7 +317,11 @@ def total_loss(output: TrainOutput, labels: torch.Tensor, images: torch.Tensor |
     L_rec). ``fuse_weight`` is the trainer's warm-up (RFNet: 0 for the first 20 epochs, then 1). ``terms=None`` uses
     every term the output has inputs for; an explicit ``terms`` (e.g. ``ABLATIONS["no_rec"]``) must only ask for
     available ones. Returns the loss and its detached parts ("fuse", "deep_supervision", "reg", "ana", "mod", "rec",
-    "total") for logging.
+    "kl", "total") for logging.
+
+    An ``OfficialTrainOutput`` gets the official terms: L_ana with ``pairwise_windowed_ssim`` (``ssim_c1``,
+    ``ssim_c2`` unused), L_rec as an MSE, and + 0.1 KL whenever the output has AdaIN parameters, whatever ``terms``
+    says: the official training adds it in every run, its reconstruction ablation included.
     """
     available = available_terms(output)
     if terms is None:
@@ -283,6 +333,7 @@ def total_loss(output: TrainOutput, labels: torch.Tensor, images: torch.Tensor |
     if terms.rec and images is None:
         raise ValueError("L_rec needs the input images")
 
+    official = isinstance(output, OfficialTrainOutput)
     parts: dict[str, torch.Tensor] = {}
     if terms.fuse:
         parts["fuse"] = segmentation_loss(output.fused_logits, labels)
@@ -292,17 +343,19 @@ def total_loss(output: TrainOutput, labels: torch.Tensor, images: torch.Tensor |
         parts["reg"] = regulariser_loss(output.modality_logits, labels)
     if terms.ana:
         t = output.anatomy_temperature if output.anatomy_temperature is not None else DEFAULT_TEMPERATURE
-        parts["ana"] = anatomical_contrastive_loss(output.anatomy, t, ssim_c1, ssim_c2)
+        parts["ana"] = anatomical_contrastive_loss(output.anatomy, t, ssim_c1, ssim_c2, windowed=official)
     if terms.mod:
         t = output.modality_temperature if output.modality_temperature is not None else DEFAULT_TEMPERATURE
         parts["mod"] = modality_contrastive_loss(output.modality_vectors, t)
     if terms.rec:
-        parts["rec"] = reconstruction_loss(output.reconstructions, images)
+        parts["rec"] = reconstruction_loss(output.reconstructions, images, squared=official)
+    if official and output.adain_means is not None:
+        parts["kl"] = adain_kl_loss(output.adain_means, output.adain_scales)
 
     total = output.fused_logits.new_zeros((), dtype=torch.float32)
+    weights = {"fuse": fuse_weight, "ana": alpha, "mod": alpha, "rec": alpha, "kl": OFFICIAL_KL_WEIGHT}
     for name, value in parts.items():
-        weight = fuse_weight if name == "fuse" else alpha if name in ("ana", "mod", "rec") else 1.0
-        total = total + weight * value
+        total = total + weights.get(name, 1.0) * value
     logged = {name: value.detach() for name, value in parts.items()}
     logged["total"] = total.detach()
     return total, logged

@@ -34,6 +34,8 @@ assert tuple(CLASSES) == MODEL_NAMES
 WIDTHS: dict[str, dict[str, dict]] = {
     "paper": {"dcseg": {}, "rfnet": {}, "mmformer": {}},
     "cpu": {
+        # base 8; the light E_mod is the equations' (implementation="official" ignores it: its E_mod and D_rec
+        # widths are multiples of the base, dcseg.models.official.official_widths, so base 8 halves them)
         "dcseg": {"base_channels": 8, "modality_encoder_widths": (8, 16, 32, 32, 32)},
         "rfnet": {"base_channels": 8},
         "mmformer": {"base_channels": 8, "transformer_dim": 128, "mlp_dim": 512, "heads": 4, "crop_size": 64},
@@ -62,9 +64,14 @@ def build_model(name: str, width: str = "paper", **options) -> nn.Module:
     return model_class(config_class(**values))
 
 
+def model_option_names(name: str) -> tuple[str, ...]:
+    """The options ``build_model(name, ...)`` accepts: the fields of the model's config dataclass."""
+    return tuple(f.name for f in dataclasses.fields(_classes(name)[1]))
+
+
 def model_divisor(name: str) -> int:
     """What every spatial size of ``name``'s input must be divisible by (its downsampling factor)."""
     return _classes(name)[0].divisor
 
 
-__all__ = ["CLASSES", "WIDTHS", "build_model", "model_divisor"]
+__all__ = ["CLASSES", "WIDTHS", "build_model", "model_divisor", "model_option_names"]

@@ -38,7 +38,7 @@ from dcseg.distributed import current_context, gather_floats, mean_over_ranks
 from dcseg.hardware import DEVICES, PRECISIONS, autocast, memory_format, resolve
 from dcseg.losses import LossTerms, total_loss
 from dcseg.models import MODEL_NAMES
-from dcseg.registry import WIDTHS, build_model, model_divisor
+from dcseg.registry import WIDTHS, build_model, model_divisor, model_option_names
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class TrainSettings:
     variant: str | None = None              # a Table 2 variant (an ablation run of DC-Seg); None: the model as published
     width: str = "cpu"                      # network widths (dcseg.registry.WIDTHS)
     overrides: dict = field(default_factory=dict)  # model config overrides (e.g. an ablation variant)
+    network: dict = field(default_factory=dict)     # model config options from params (the model entry's `network`)
     terms: dict | None = None               # LossTerms fields; None = every term the model has
     steps: int = 600
     steps_per_epoch: int = 30
@@ -79,7 +80,10 @@ class TrainSettings:
 
 
 # keys a model's entry (profiles.<p>.models.<model>) or the ablation schedule may set over the shared protocol
-PER_MODEL_KEYS = ("crop", "fuse_warmup_epochs", "steps", "width", "precision", "lr")
+# (the references differ in batch size, iterations per epoch, seed and augmentation; `network` holds options of the
+# model's config dataclass, e.g. DC-Seg's `implementation`). `augment` is merged key by key into the protocol's.
+PER_MODEL_KEYS = ("crop", "fuse_warmup_epochs", "steps", "steps_per_epoch", "batch_size", "seed", "width",
+                  "precision", "lr", "augment", "network")
 EVALUATION_KEYS = ("eval_patch",)  # the model entry's keys that the evaluation reads, not the training
 # TrainSettings fields that come from the run or the loss section, never from the training params
 NOT_TRAINING_PARAMS = ("model", "variant", "overrides", "terms", "alpha", "ssim_c1", "ssim_c2")
@@ -114,6 +118,8 @@ def layered_settings(cfg, profile: str, model: str, ablation: bool, command_line
     for section, layer, allowed in layers:
         for name, value in layer.items():
             if allowed is None or name in allowed:
+                if name == "augment" and isinstance(value, dict) and isinstance(values.get(name), dict):
+                    value = {**values[name], **value}  # a model's own augmentation keys over the protocol's
                 values[name], sources[name] = value, f"{section}.{name}"
     for key in command_line:  # the top layer, in the order given
         for section, layer, allowed in layers:
@@ -137,6 +143,7 @@ def _check_training_values(values: dict, sources: dict) -> None:
         "device": lambda k, v: validate.choice(k, v, DEVICES),
         "channels_last": lambda k, v: v if v == "auto" else validate.boolean(k, v),
         "width": lambda k, v: validate.choice(k, v, tuple(WIDTHS)),
+        "network": lambda k, v: v if isinstance(v, dict) else validate.fail(k, v, "a mapping of model options"),
     }
     for name, check in checks.items():
         if name in values:
@@ -170,10 +177,20 @@ def train_settings(cfg, model: str, overrides: dict | None = None, terms: dict |
                   ssim_c1=validate.positive("loss.ssim_c1", loss["ssim_c1"]),
                   ssim_c2=validate.positive("loss.ssim_c2", loss["ssim_c2"]))
     settings = TrainSettings(model=model, variant=variant, overrides=dict(overrides or {}), terms=terms, **kw)
+    check_network_options(model, settings.network, sources.get("network", ""))
     divisor = model_divisor(model)
     if settings.crop % divisor:
         raise ConfigError(f"{sources['crop']} is {settings.crop}; {model} needs a crop divisible by {divisor}")
     return settings
+
+
+def check_network_options(model: str, network: dict, key: str) -> None:
+    """A model entry's ``network`` options must be fields of the model's config (an ablation variant's own options
+    are set by the run, not here)."""
+    fields = model_option_names(model)
+    unknown = sorted(set(network) - set(fields))
+    if unknown:
+        raise ConfigError(f"{key} has unknown option(s) {unknown}; {model}'s options: {sorted(fields)}")
 
 
 def check_crop_fits(settings: TrainSettings, preprocessed_dir: str | Path, train_ids: list[str]) -> None:
@@ -249,7 +266,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
                               foreground_fraction=settings.foreground_fraction)
 
     torch.manual_seed(settings.seed)
-    overrides = dict(settings.overrides)
+    overrides = {**settings.network, **settings.overrides}  # a variant's own options win
     if settings.model == "mmformer":
         overrides.setdefault("crop_size", settings.crop)
     model = build_model(settings.model, width=settings.width, **overrides)
@@ -326,7 +343,8 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
                 names = list(parts)  # logged as the mean over ranks: the loss of the global batch
                 values = mean_over_ranks(torch.stack([parts[k].detach().float() for k in names])).tolist()
-                row = {"step": step + 1, "train/lr": lr, **{f"train/loss/{k}": round(v, 6) for k, v in zip(names, values)}}
+                losses = {f"train/loss/{k}": round(v, 6) for k, v in zip(names, values)}
+                row = {"step": step + 1, "train/lr": lr, **losses}
             if (step + 1) % settings.steps_per_epoch == 0 or step + 1 == settings.steps:
                 row = row or {"step": step + 1}
                 row["epoch/index"] = epoch + 1

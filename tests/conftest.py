@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from dcseg.data.brats import MODALITIES
 from dcseg.data.dataset import build_preprocessed
@@ -69,3 +70,23 @@ def pytest_collection_modifyitems(config, items):
     out one test at a time, each starts on a worker of its own at once instead of ending the run alone, so the suite
     takes about as long as its longest test, not the sum."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"  # outputs of the reference code (docs/reference.md)
+
+
+def load_golden(name: str) -> dict[str, np.ndarray]:
+    """A golden fixture, ``tests/data/golden/NAME.npz``, as a dict of arrays."""
+    with np.load(GOLDEN / f"{name}.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test (a small shared machine); the previous count is restored after it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

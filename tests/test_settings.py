@@ -109,8 +109,8 @@ def test_the_train_stage_refuses_bad_steps_in_one_line_and_keeps_the_trained_mod
 
 def test_unknown_keys_of_a_model_entry_and_reserved_names_are_refused():
     from dcseg.config import load_params
-    entry = load_params(extra_keys={"profiles": {"cpu": {"models": {"rfnet": {"batch_size": 7}}}}})
-    with pytest.raises(ConfigError, match=r"profiles.cpu.models.rfnet has unknown key\(s\) \['batch_size'\]"):
+    entry = load_params(extra_keys={"profiles": {"cpu": {"models": {"rfnet": {"optimiser": "sgd"}}}}})
+    with pytest.raises(ConfigError, match=r"profiles.cpu.models.rfnet has unknown key\(s\) \['optimiser'\]"):
         train_settings(entry, "rfnet")
     for reserved in ("model", "alpha"):  # a TrainSettings field that the run or the loss section owns
         cfg = load_params(extra_keys={"profiles": {"cpu": {"train": {reserved: 1}}}})
