@@ -55,7 +55,7 @@ def build_model(name: str, width: str = "paper", **options) -> nn.Module:
     if width not in WIDTHS:
         raise KeyError(f"unknown width {width!r}; expected one of {tuple(WIDTHS)}")
     values = {**WIDTHS[width][name], **options}
-    fields = {f.name for f in dataclasses.fields(config_class)}
+    fields = set(model_option_names(name))
     if "crop_size" not in fields:
         values.pop("crop_size", None)
     unknown = set(values) - fields
