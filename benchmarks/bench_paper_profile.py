@@ -30,29 +30,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's dcseg, also in the child processes
-sys.path.insert(1, str(ROOT / "benchmarks"))  # gpu_check's dry sizes
+sys.path.insert(1, str(ROOT / "benchmarks"))  # gpu_check's reading of the paper profile
 
 GIB = 2 ** 30
 
 
 def _settings(model: str, dry: bool) -> dict:
-    """The paper profile's settings of ``model`` that the smoke runs use."""
-    from dcseg.evaluation import evaluation_settings
-    from dcseg.runs import load_run_params
-    from dcseg.training import train_settings
+    """The paper profile's settings of ``model`` that the smoke runs use (gpu_check's reading of the profile, and its
+    dry sizes)."""
+    from gpu_check import paper_settings
 
-    cfg = load_run_params(["profile=paper"])
-    train = train_settings(cfg, model)
-    inference = evaluation_settings(cfg, model, warn=False)[0]
-    crop, window = train.crop, inference.patch
-    width = train.width
-    network = dict(train.network)
-    if dry:  # the code path at its smallest: the CPU width, gpu_check's dry sizes
-        from gpu_check import dry_sizes
-        width, (crop, network) = "cpu", dry_sizes(model, network)
-        window = crop
-    return {"model": model, "width": width, "network": network, "crop": crop, "window": window,
-            "subset_batch": inference.subset_batch, "lr": train.lr, "weight_decay": train.weight_decay}
+    _, train, inference, _ = paper_settings(model, steps=1, dry=dry)
+    return {"model": model, "width": train.width, "network": dict(train.network), "crop": train.crop,
+            "window": inference.patch, "subset_batch": inference.subset_batch, "lr": train.lr,
+            "weight_decay": train.weight_decay}
 
 
 def child(spec: dict, limit_bytes: int) -> dict:
