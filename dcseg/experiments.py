@@ -33,9 +33,22 @@ VARIANTS: dict[str, frozenset[str]] = {
 }
 VARIANT_MODEL = "dcseg"  # the variants are DC-Seg's
 
-# every run of the matrix as (model, variant or None), in the pipeline's order
-RUNS: tuple[tuple[str, str | None], ...] = tuple(
-    [(model, None) for model in MAIN_MODELS] + [(VARIANT_MODEL, variant) for variant in VARIANTS])
+# Table 2's "full" row is DC-Seg as published: its main runs (every seed), not a run of its own
+FULL = "full"
+# the variants that are runs of their own (every Table 2 row but "full"), in the paper's order
+ABLATED_VARIANTS = tuple(v for v in VARIANTS if v != FULL)
+
+# The seed dimension (params.yaml ``seeds``): replicate r of a run trains with the run's own seed + r, so r = 0 is the
+# profile's seed (the authors' own in the paper profile). The main runs take ``seeds.main``, the variants
+# ``seeds.ablation`` (fewer, where the budget forces it).
+SEED_LISTS = ("main", "ablation")
+
+
+def run_matrix(seeds: dict) -> tuple[tuple[str, str | None, int], ...]:
+    """Every run of the matrix as (model, variant or None, seed index), in the pipeline's order: each main model
+    under each of ``seeds["main"]``, then each ablated variant under each of ``seeds["ablation"]``."""
+    return tuple([(model, None, r) for model in MAIN_MODELS for r in seeds["main"]]
+                 + [(VARIANT_MODEL, variant, r) for variant in ABLATED_VARIANTS for r in seeds["ablation"]])
 
 
 def term_on(variant: str, term: str) -> bool:
@@ -43,6 +56,6 @@ def term_on(variant: str, term: str) -> bool:
     return term not in VARIANTS[variant]
 
 
-def run_name(model: str, variant: str | None) -> str:
-    """``rfnet`` or ``dcseg_no_rec``: the name of the run's stages, folders and files."""
-    return model if variant is None else f"{model}_{variant}"
+def run_name(model: str, variant: str | None, seed: int = 0) -> str:
+    """``rfnet_seed0`` or ``dcseg_no_rec_seed1``: the name of the run's folders and files."""
+    return f"{model if variant is None else f'{model}_{variant}'}_seed{seed}"

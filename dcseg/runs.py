@@ -3,9 +3,10 @@
 The runs themselves are the experiment matrix (``dcseg.experiments``). A main run is a model as published
 (``Run("rfnet")``). An ablation run is DC-Seg with one of the paper's Table 2 variants (``Run("dcseg", "no_rec")``):
 ``dcseg.losses.ABLATIONS`` switches loss terms off and ``dcseg.models.dcseg.ablation_overrides`` leaves out the
-modules only those terms train, both derived from the variant's matrix entry. The ablation runs train
-under the profile's ``ablation`` schedule (the CPU profile: fewer steps than the main runs, to fit the budget), so
-Table 2 has its own ``full`` row trained under that same schedule: its rows compare like with like.
+modules only those terms train, both derived from the variant's matrix entry. Every run has a seed index
+(``Run("rfnet", seed=2)``: the run's seed + 2, params.yaml ``seeds``). The ablation runs train under the
+profile's ``ablation`` schedule, which in both profiles adds nothing to the main one: Table 2's variants train like
+Table 1's DC-Seg, and its ``full`` row *is* the main DC-Seg runs (every seed), not a run of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from dcseg.config import ConfigError
 from dcseg.experiments import MAIN_MODELS as MODEL_NAMES
-from dcseg.experiments import RUNS, VARIANT_MODEL, VARIANTS, run_name
+from dcseg.experiments import FULL, SEED_LISTS, VARIANT_MODEL, VARIANTS, run_matrix, run_name
 
 ABLATION_VARIANTS = tuple(VARIANTS)  # paper Table 2 row order: full, no_contrastive, no_ana, no_mod, no_rec, no_reg
 PREPROCESSED = Path("data/preprocessed")  # the preprocess stage's output, which every later stage reads
@@ -25,6 +26,7 @@ PREPROCESSED = Path("data/preprocessed")  # the preprocess stage's output, which
 class Run:
     model: str
     variant: str | None = None  # None: the main run; else a Table 2 variant (an ablation run of DC-Seg)
+    seed: int = 0               # the seed index: the run trains with its configured seed + this
 
     def __post_init__(self):
         if self.model not in MODEL_NAMES:
@@ -33,6 +35,11 @@ class Run:
             raise ConfigError(f"unknown ablation variant {self.variant!r}; expected one of {ABLATION_VARIANTS}")
         if self.variant is not None and self.model != VARIANT_MODEL:
             raise ConfigError(f"the ablation variants are DC-Seg's; {self.model} has none")
+        if self.variant == FULL:
+            raise ConfigError(f"Table 2's {FULL!r} row is the main DC-Seg run (python stages/train.py dcseg), not a "
+                              "variant of its own")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed index {self.seed!r}: expected an integer >= 0")
 
     @property
     def is_ablation(self) -> bool:
@@ -40,17 +47,33 @@ class Run:
 
     @property
     def name(self) -> str:
-        return run_name(self.model, self.variant)
+        return run_name(self.model, self.variant, self.seed)
+
+    @property
+    def group(self) -> str:
+        """What this run is a seed of: ``rfnet``, ``dcseg_no_rec`` (a table row's runs share it)."""
+        return self.model if self.variant is None else f"{self.model}_{self.variant}"
 
     @property
     def train_stage(self) -> str:
-        """The dvc.yaml stage that trains this run."""
-        return f"train@{self.name}"
+        """The dvc.yaml stage that trains this run: one matrix per params set it reads (DC-Seg's runs read
+        ``loss``, the baselines' do not)."""
+        if self.is_ablation:
+            return f"train_ablation@{self.variant}-{self.seed}"
+        if self.model == VARIANT_MODEL:
+            return f"train_dcseg@{self.seed}"
+        return f"train@{self.model}-{self.seed}"
 
     @property
     def evaluate_stage(self) -> str:
         """The dvc.yaml stage that evaluates this run."""
-        return f"evaluate@{self.name}"
+        if self.is_ablation:
+            return f"evaluate_ablation@{self.variant}-{self.seed}"
+        return f"evaluate@{self.model}-{self.seed}"
+
+    def stage_args(self) -> list[str]:
+        """The arguments of this run's train and evaluate commands (``parse_run_args`` reads them back)."""
+        return [self.model] + (["--ablation", self.variant] if self.is_ablation else []) + ["--seed", str(self.seed)]
 
     @property
     def model_dir(self) -> Path:
@@ -99,12 +122,34 @@ class Run:
     def identity(self) -> dict:
         """What a model file of this run must record (dcseg.checkpoint.MODEL_FIELDS): known from the run alone, so
         the evaluate stage checks it without reading training params."""
-        return {"model": self.model, "variant": self.variant, "options": self.model_options()}
+        return {"model": self.model, "variant": self.variant, "options": self.model_options(),
+                "seed_index": self.seed}
 
 
-ALL_RUNS: tuple[Run, ...] = tuple(Run(model, variant) for model, variant in RUNS)  # the matrix, in pipeline order
-MAIN_RUNS: tuple[Run, ...] = tuple(run for run in ALL_RUNS if not run.is_ablation)
-ABLATION_RUNS: tuple[Run, ...] = tuple(run for run in ALL_RUNS if run.is_ablation)
+def seed_lists(cfg) -> dict[str, tuple[int, ...]]:
+    """params.yaml ``seeds``, checked: ``main`` (at least one index) and ``ablation``, each a list of distinct
+    integers >= 0. ``cfg``: the params as an OmegaConf config or a plain dict."""
+    from dcseg.config import to_dict
+
+    section = cfg.get("seeds") if isinstance(cfg, dict) else to_dict(cfg).get("seeds")
+    if not isinstance(section, dict) or set(section) != set(SEED_LISTS):
+        raise ConfigError(f"params key 'seeds' is {section!r}; expected a mapping with exactly the lists "
+                          f"{list(SEED_LISTS)} of seed indices")
+    lists = {}
+    for name in SEED_LISTS:
+        value = section[name]
+        if (not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
+                                                         for v in value) or len(set(value)) != len(value)):
+            raise ConfigError(f"params key 'seeds.{name}' is {value!r}; expected a list of distinct integers >= 0")
+        lists[name] = tuple(value)
+    if not lists["main"]:
+        raise ConfigError("params key 'seeds.main' is empty; every main model needs at least one seed")
+    return lists
+
+
+def matrix_runs(cfg) -> tuple[Run, ...]:
+    """Every run of the experiment matrix under params.yaml's ``seeds``, in the pipeline's order."""
+    return tuple(Run(model, variant, seed) for model, variant, seed in run_matrix(seed_lists(cfg)))
 
 
 # Sections of the selected profile that a stage override may name without the ``profiles.<profile>.`` prefix.
@@ -113,9 +158,10 @@ PROFILE_SECTIONS = ("train", "models", "evaluate", "ablation")
 
 def run_usage(script: str) -> str:
     """The usage line of a stage that takes a run (train, evaluate): what ``--help`` and a bad argument print."""
-    return (f"usage: python stages/{script}.py MODEL [--ablation VARIANT] [key=value ...], or model=MODEL "
-            f"[ablation=VARIANT] [key=value ...]  (MODEL: {', '.join(MODEL_NAMES)}; VARIANT, DC-Seg only: "
-            f"{', '.join(ABLATION_VARIANTS)}; keys as in params.yaml)")
+    return (f"usage: python stages/{script}.py MODEL [--ablation VARIANT] [--seed R] [key=value ...], or "
+            f"model=MODEL [ablation=VARIANT] [seed=R] [key=value ...]  (MODEL: {', '.join(MODEL_NAMES)}; VARIANT, "
+            f"DC-Seg only: {', '.join(v for v in ABLATION_VARIANTS if v != FULL)}; R: the seed index, default 0; "
+            "keys as in params.yaml)")
 
 
 def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
@@ -125,9 +171,10 @@ def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
         model=rfnet train.steps=10                  (``train.``/``models.``/``evaluate.``/``ablation.`` name the
                                                      selected profile's section; see ``expand_profile_keys``)
         dcseg --ablation no_rec    or    model=dcseg ablation=no_rec
+        rfnet --seed 2             or    model=rfnet seed=2      (the seed index: the run's seed + 2)
     """
     usage = run_usage(script)
-    rest, model, variant, overrides = list(argv), None, None, []
+    rest, model, variant, seed, overrides = list(argv), None, None, "0", []
     if rest and "=" not in rest[0] and not rest[0].startswith("-"):
         model = rest.pop(0)
     while rest:
@@ -142,13 +189,21 @@ def parse_run_args(argv: list[str], script: str) -> tuple[Run, list[str]]:
             model = arg.split("=", 1)[1]
         elif arg.startswith("ablation="):
             variant = arg.split("=", 1)[1]
+        elif arg == "--seed":
+            if not rest:
+                raise ConfigError(f"--seed needs a seed index; {usage}")
+            seed = rest.pop(0)
+        elif arg.startswith(("--seed=", "seed=")):
+            seed = arg.split("=", 1)[1]
         elif "=" in arg and not arg.startswith("-"):
             overrides.append(arg)
         else:
             raise ConfigError(f"unexpected argument {arg!r}; {usage}")
     if model is None:
         raise ConfigError(usage)
-    return Run(model, variant), overrides
+    if not seed.isdigit():
+        raise ConfigError(f"seed index {seed!r}: expected an integer >= 0; {usage}")
+    return Run(model, variant, int(seed)), overrides
 
 
 def expand_profile_keys(overrides: list[str], profile: str) -> list[str]:

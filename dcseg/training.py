@@ -8,7 +8,10 @@
   before it reruns a stage). It holds the weights, the optimiser, the torch RNG (mmFormer's dropout) and the
   logged history, so a run killed at any point resumes from its last checkpoint and ends with the same weights
   as an uninterrupted run. A checkpoint from another model, config or dataset is ignored, with a message.
-- dvclive logs per-step and per-epoch metrics, so ``dvc plots show`` draws the curves.
+- dvclive logs per-step and per-epoch metrics, and the validation Dice every ``validation.every`` steps
+  (``dcseg.convergence``: scored without touching the training's random stream), so ``dvc plots show`` draws the
+  curves.
+- A run's seed is its configured seed (protocol < model entry) plus its seed index (``dcseg.runs.Run.seed``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from dcseg.io import atomic_dir, replace_dir, staging_dir
@@ -31,6 +35,7 @@ from dcseg.checkpoint import (CheckpointError, checkpoint_record, data_fingerpri
                               restore_checkpoint, save_atomic)
 from dcseg import validate
 from dcseg.config import PROFILES, ConfigError, params_hash, require, to_dict
+from dcseg.convergence import MEAN, ValidationConfig, curve_summary, due, score_validation
 from dcseg.data.manifest import read_manifest
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.splits import read_split
@@ -57,7 +62,8 @@ class TrainSettings:
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     fuse_warmup_epochs: int = 0
-    seed: int = 1024
+    seed: int = 1024                        # the seed the run trains with: configured seed + seed_index
+    seed_index: int = 0                     # the run's index on the seed dimension (params.yaml ``seeds``)
     foreground_fraction: float = 0.0         # share of crops forced to contain tumour (0: the references)
     precision: str = "auto"                 # auto | fp32 | bf16 (dcseg.hardware: auto = bf16 only where native)
     channels_last: bool | str = "auto"      # auto | true | false
@@ -65,6 +71,8 @@ class TrainSettings:
     checkpoint_every: int = 50
     log_every: int = 10
     augment: AugmentConfig = AugmentConfig()
+    validation: ValidationConfig = ValidationConfig()
+    eval_patch: int | None = None           # the validation's window (the model entry's eval_patch); None: the crop
     alpha: float = 0.4
     ssim_c1: float = 1e-4
     ssim_c2: float = 9e-4
@@ -76,6 +84,7 @@ class TrainSettings:
     def identity(self) -> dict:
         d = dataclasses.asdict(self)
         d["augment"] = dataclasses.asdict(self.augment)
+        d["validation"] = dataclasses.asdict(self.validation)
         return d
 
 
@@ -86,7 +95,8 @@ PER_MODEL_KEYS = ("crop", "fuse_warmup_epochs", "steps", "steps_per_epoch", "bat
                   "precision", "lr", "augment", "network")
 EVALUATION_KEYS = ("eval_patch",)  # the model entry's keys that the evaluation reads, not the training
 # TrainSettings fields that come from the run or the loss section, never from the training params
-NOT_TRAINING_PARAMS = ("model", "variant", "overrides", "terms", "alpha", "ssim_c1", "ssim_c2")
+NOT_TRAINING_PARAMS = ("model", "variant", "overrides", "terms", "alpha", "ssim_c1", "ssim_c2", "seed_index",
+                       "eval_patch")
 
 
 def layered_settings(cfg, profile: str, model: str, ablation: bool, command_line: tuple[str, ...] = ()
@@ -156,16 +166,19 @@ AUGMENT_CHECKS = {"rotate": validate.boolean, "flip": validate.boolean, "intensi
 
 
 def train_settings(cfg, model: str, overrides: dict | None = None, terms: dict | None = None,
-                         ablation: bool = False, command_line: tuple[str, ...] = (), variant: str | None = None
-                         ) -> TrainSettings:
+                         ablation: bool = False, command_line: tuple[str, ...] = (), variant: str | None = None,
+                         seed_index: int = 0) -> TrainSettings:
     """TrainSettings for ``model`` under the selected profile (params.yaml ``profile``), layered by
-    ``layered_settings`` and checked. ``command_line``: the full keys the stage's arguments set."""
+    ``layered_settings`` and checked. ``command_line``: the full keys the stage's arguments set; ``seed_index``:
+    the run's seed index, added to the configured seed."""
     if model not in MODEL_NAMES:
         raise ConfigError(f"unknown model {model!r}; expected one of {MODEL_NAMES}")
     profile = validate.choice("profile", require(cfg, "profile"), PROFILES)
     kw, sources = layered_settings(cfg, profile, model, ablation, tuple(command_line))
     kw["augment"] = validate.dataclass_from(AugmentConfig, kw.get("augment", {}),
                                             sources.get("augment", f"profiles.{profile}.train.augment"), AUGMENT_CHECKS)
+    kw["validation"] = validate.dataclass_from(ValidationConfig, kw.get("validation", {}),
+                                               sources.get("validation", f"profiles.{profile}.train.validation"))
     known = {f.name for f in dataclasses.fields(TrainSettings)} - set(NOT_TRAINING_PARAMS)
     unknown = sorted(set(kw) - known)
     if unknown:
@@ -176,7 +189,14 @@ def train_settings(cfg, model: str, overrides: dict | None = None, terms: dict |
         kw.update(alpha=validate.non_negative("loss.alpha", loss["alpha"]),
                   ssim_c1=validate.positive("loss.ssim_c1", loss["ssim_c1"]),
                   ssim_c2=validate.positive("loss.ssim_c2", loss["ssim_c2"]))
-    settings = TrainSettings(model=model, variant=variant, overrides=dict(overrides or {}), terms=terms, **kw)
+    if "seed" in kw:
+        kw["seed"] += validate.non_negative_int("seed index", seed_index)
+    patch_key = f"profiles.{profile}.models.{model}.eval_patch"
+    eval_patch = OmegaConf.select(cfg, patch_key, default=None)
+    if eval_patch is not None:
+        eval_patch = validate.positive_int(patch_key, eval_patch)
+    settings = TrainSettings(model=model, variant=variant, overrides=dict(overrides or {}), terms=terms,
+                             seed_index=seed_index, eval_patch=eval_patch, **kw)
     check_network_options(model, settings.network, sources.get("network", ""))
     divisor = model_divisor(model)
     if settings.crop % divisor:
@@ -260,8 +280,10 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
         raise ConfigError(f"train {settings.model}: batch_size {settings.batch_size} does not split over "
                           f"{ctx.world_size} processes; use a multiple of the world size")
 
-    train_ids = read_split(Path(preprocessed_dir) / "split")["train"]
+    split = read_split(Path(preprocessed_dir) / "split")
+    train_ids = split["train"]
     check_crop_fits(settings, preprocessed_dir, train_ids)
+    validation = _validation_inference(settings, hardware, split.get("val", []))
     sampler = TrainingSampler(preprocessed_dir, train_ids, settings.crop, settings.augment, settings.seed,
                               foreground_fraction=settings.foreground_fraction)
 
@@ -303,7 +325,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             device_ids = [device.index] if device.type == "cuda" else None
             forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         model.train()
-        seconds, timed_steps = 0.0, 0
+        seconds, timed_steps, validation_seconds = 0.0, 0, 0.0
         bar = tqdm(range(start_step, settings.steps), initial=start_step, total=settings.steps,
                    desc=f"train {settings.model}", unit="step", disable=not (progress and ctx.is_main),
                    dynamic_ncols=True)
@@ -351,6 +373,12 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
                 epoch_loss = torch.tensor(float(np.mean(epoch_losses)), device=device)
                 row["epoch/loss"] = round(mean_over_ranks(epoch_loss).item(), 6)
                 epoch_losses = []
+            if validation is not None and ctx.is_main and due(step + 1, settings.steps, settings.validation.every):
+                row = row or {"step": step + 1}
+                t_val = time.perf_counter()
+                scores = _score_isolated(model, preprocessed_dir, split["val"], settings, validation, device)
+                validation_seconds += time.perf_counter() - t_val
+                row.update({f"val/dice/{k}": round(v, 6) for k, v in scores.items()})
             if row is not None:
                 history.append(row)
                 if live:
@@ -372,7 +400,8 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
 
         model = model.to(memory_format=torch.contiguous_format)
         record = model_record(settings.model, settings.width, overrides, model, variant=settings.variant,
-                              options=settings.overrides, seed=settings.seed, data_hash=data_hash,
+                              options=settings.overrides, seed=settings.seed, seed_index=settings.seed_index,
+                              data_hash=data_hash,
                               params_hash=fingerprint, steps=settings.steps)
         summary = {
             "model": settings.model,
@@ -380,6 +409,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             "resumed_from_step": start_step,
             "seconds_per_step": round(seconds / max(timed_steps, 1), 4),
             "train_seconds_this_run": round(seconds, 1),
+            "validation_seconds_this_run": round(validation_seconds, 1),
             "peak_rss_mib": round(peak_rss_mib(), 1),
             "final_epoch_loss": history[-1].get("epoch/loss") if history else None,
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -387,6 +417,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             "device": str(device),
             "hardware": hardware.record(),
             "settings": settings.identity(),
+            "validation": _validation_summary(history, settings, split.get("val", []) if validation else []),
         }
         (staged_logs / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if same_dir:  # one folder holds everything: the model joins the logs and the folder is replaced once
@@ -398,6 +429,43 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
             replace_dir(staged_logs, log_dir)
         checkpoint_path.unlink(missing_ok=True)  # finished: the model file supersedes it
         return summary
+
+
+def _validation_inference(settings: TrainSettings, hardware, val_ids: list[str]):
+    """The evaluation's window settings for the validation scoring, or None when it is off (``every`` 0) or the split
+    has no validation cases."""
+    from dcseg.inference import InferenceSettings
+
+    if settings.validation.every == 0 or not val_ids:
+        return None
+    return InferenceSettings(patch=settings.eval_patch or settings.crop, overlap=settings.validation.overlap,
+                             weighting="uniform", precision=hardware.precision, channels_last=hardware.channels_last,
+                             subset_batch=len(settings.validation.subsets))
+
+
+def _score_isolated(model, preprocessed_dir, cases, settings: TrainSettings, inference, device) -> dict:
+    """``score_validation`` in eval mode, with the torch generators saved before and restored after: the training
+    continues exactly as if it had not scored."""
+    cpu_state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    model.eval()
+    try:
+        return score_validation(model, preprocessed_dir, cases, settings.validation.subsets, inference, device)
+    finally:
+        model.train()
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
+
+
+def _validation_summary(history: list[dict], settings: TrainSettings, val_ids: list[str]) -> dict:
+    """What train_summary.json records of the validation: its settings, the whole curve, best, last and trend."""
+    prefix = "val/dice/"
+    curve = [{"step": row["step"], **{k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}}
+             for row in history if f"{prefix}{MEAN}" in row]
+    return {"every": settings.validation.every, "subsets": list(settings.validation.subsets),
+            "overlap": settings.validation.overlap, "patch": settings.eval_patch or settings.crop,
+            "cases": len(val_ids), "curve": curve, **curve_summary(curve, settings.steps)}
 
 
 @contextlib.contextmanager

@@ -7,8 +7,9 @@ releases the repository lock while a stage's command runs and guards each output
 so `dvc repro` processes on disjoint targets may run together. This script does that:
 
 1. ``dvc repro preprocess``: the data stages every run reads, with every thread;
-2. a pool of JOBS workers, each taking the next run (largest training first: steps x crop^3) and running
-   ``dvc --wait-for-lock repro --single-item`` of ``train@RUN``, then ``evaluate@RUN``, with CPUs / JOBS threads;
+2. a pool of JOBS workers, each taking the next run of the matrix (every run and seed of params.yaml; largest
+   training first: steps x crop^3) and running ``dvc --wait-for-lock repro --single-item`` of its train stage, then
+   its evaluate stage (``dcseg.runs.Run``), with CPUs / JOBS threads;
 3. ``dvc repro``: what is left (the report), with every thread; it also proves nothing is out of date.
 
 The end state is what a plain ``dvc repro`` gives: the same stages, the same dvc.lock. Each run's output goes to
@@ -33,7 +34,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 LOG_DIR = Path(".dvc/tmp/repro")
+
+from dcseg.runs import Run, matrix_runs  # noqa: E402  (no torch: the import is cheap)
 
 
 def available_cpus() -> int:
@@ -74,14 +78,13 @@ def training_cost(params: dict, model: str, ablation: bool) -> float:
     return float(settings.get("steps", 1)) * float(settings.get("crop", 1)) ** 3
 
 
-def queue(params: dict, dvc_yaml: dict) -> list[str]:
-    """The runs of dvc.yaml's ``runs`` matrix, largest training first (longest-processing-time-first balancing).
-    Ties keep the matrix order."""
-    runs = dvc_yaml["vars"][0]["runs"]
-    costs = {name: training_cost(params, entry["model"], entry.get("schedule") == "ablation")
-             for name, entry in runs.items()}
-    order = list(runs)
-    return sorted(order, key=lambda name: (-costs[name], order.index(name)))
+def queue(params: dict) -> list[Run]:
+    """The runs of the experiment matrix under params.yaml's ``seeds``, largest training first
+    (longest-processing-time-first balancing). Ties keep the matrix order."""
+    runs = list(matrix_runs(params))
+    costs = [training_cost(params, run.model, run.is_ablation) for run in runs]
+    order = sorted(range(len(runs)), key=lambda i: (-costs[i], i))
+    return [runs[i] for i in order]
 
 
 def trains_on_cuda(params: dict) -> bool:
@@ -109,9 +112,9 @@ def main(argv: list[str]) -> int:
     if argv:  # targets or flags: a plain `dvc repro` with them
         return _dvc(["repro", *argv], env)
     params = yaml.safe_load(Path("params.yaml").read_text())
-    names = queue(params, yaml.safe_load(Path("dvc.yaml").read_text()))
+    runs = queue(params)
     cpus = available_cpus()
-    jobs = job_count(env, cpus, len(names), trains_on_cuda(params))
+    jobs = job_count(env, cpus, len(runs), trains_on_cuda(params))
     if jobs == 1:
         return _dvc(["repro"], env)
     started = time.monotonic()
@@ -120,21 +123,22 @@ def main(argv: list[str]) -> int:
         return status
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     job_env = dict(env, OMP_NUM_THREADS=threads_per_job(env, cpus, jobs))
-    print(f"parallel_repro: {len(names)} runs, {jobs} jobs of {job_env['OMP_NUM_THREADS']} thread(s) each on "
+    print(f"parallel_repro: {len(runs)} runs, {jobs} jobs of {job_env['OMP_NUM_THREADS']} thread(s) each on "
           f"{cpus} CPUs; each run's output: {LOG_DIR}/RUN.log", flush=True)
     failed: list[tuple[str, int]] = []
     printing = threading.Lock()
 
-    def reproduce(name: str) -> None:
+    def reproduce(run: Run) -> None:
         if failed:
             return
+        name = run.name
         log = LOG_DIR / f"{name}.log"
         t0 = time.monotonic()
         # --single-item: a job must not check the data stages, which takes a write lock on their outputs while
         # the other jobs hold read locks on them (their dependency)
         log.write_text("")
         code = 0
-        for stage in (f"train@{name}", f"evaluate@{name}"):
+        for stage in (run.train_stage, run.evaluate_stage):
             code = code or _dvc(["--wait-for-lock", "repro", "--single-item", stage], job_env, log)
         with printing:
             print(f"--- {name}: {'done' if code == 0 else f'FAILED (exit {code})'} in {time.monotonic() - t0:.0f} s",
@@ -142,13 +146,13 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(log.read_text())
             sys.stdout.flush()
         if code:
-            failed.append((name, code))
+            failed.append((run, code))
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(reproduce, names))
+        list(pool.map(reproduce, runs))
     if failed:
-        name, code = failed[0]
-        print(f"parallel_repro: evaluate@{name} failed (exit {code}); see {LOG_DIR}/{name}.log", file=sys.stderr)
+        run, code = failed[0]
+        print(f"parallel_repro: {run.name} failed (exit {code}); see {LOG_DIR}/{run.name}.log", file=sys.stderr)
         return code
     status = _dvc(["repro"], env)
     print(f"parallel_repro: {'finished' if status == 0 else 'failed'} in {time.monotonic() - started:.0f} s",

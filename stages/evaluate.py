@@ -1,9 +1,9 @@
-"""Stage `evaluate MODEL`: models/MODEL/model.pt on the test split, 15 modality subsets
--> metrics/MODEL_cases.csv (per case, subset, region) and metrics/MODEL.json (Table 1 means).
+"""Stage `evaluate`: models/RUN/model.pt on the test split, 15 modality subsets
+-> metrics/RUN_cases.csv (per case, subset, region) and metrics/RUN.json (Table 1 means).
 
-usage: python stages/evaluate.py MODEL [--ablation VARIANT] [key=value ...]
-       (MODEL: dcseg | rfnet | mmformer; VARIANT: a DC-Seg ablation run, read from models/dcseg_VARIANT; keys as in
-       params.yaml)
+usage: python stages/evaluate.py MODEL [--ablation VARIANT] [--seed R] [key=value ...]
+       (MODEL: dcseg | rfnet | mmformer; VARIANT: a DC-Seg ablation run; R: the seed index; the model is read from
+       models/RUN (dcseg.runs: RUN is MODEL_seedR or dcseg_VARIANT_seedR); keys as in params.yaml)
 """
 
 import sys

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dcseg.runs import ALL_RUNS
+from dcseg.runs import matrix_runs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -19,13 +19,9 @@ _spec.loader.exec_module(parallel_repro)
 
 
 def _params(**models) -> dict:
-    return {"profile": "cpu", "profiles": {"cpu": {
+    return {"profile": "cpu", "seeds": {"main": [0, 1], "ablation": [0]}, "profiles": {"cpu": {
         "train": {"steps": 100, "device": "cpu"}, "ablation": {"steps": 10},
         "models": {"dcseg": {"crop": 24}, "rfnet": {"crop": 24}, "mmformer": {"crop": 32}, **models}}}}
-
-
-def _dvc_yaml() -> dict:
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())
 
 
 @pytest.mark.parametrize("env, cpus, runs, cuda, expected", [
@@ -52,13 +48,17 @@ def test_threads_per_job_share_the_cpus_unless_the_user_set_them(env, cpus, jobs
     assert parallel_repro.threads_per_job(env, cpus, jobs) == expected
 
 
-def test_the_queue_holds_every_run_of_dvc_yaml_largest_training_first():
-    names = parallel_repro.queue(yaml.safe_load((REPO / "params.yaml").read_text()), _dvc_yaml())
-    assert sorted(names) == sorted(run.name for run in ALL_RUNS)
-    # the default CPU profile: mmFormer (32^3 crops) first, the two 24^3 main runs, then the shorter ablation runs
-    # in matrix order
-    assert names[:3] == ["mmformer", "dcseg", "rfnet"]
-    assert names[3:] == [run.name for run in ALL_RUNS if run.is_ablation]
+def test_the_queue_holds_every_run_and_seed_largest_training_first():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    names = [run.name for run in parallel_repro.queue(params)]
+    assert sorted(names) == sorted(run.name for run in matrix_runs(params))
+    main, ablation = len(params["seeds"]["main"]), len(params["seeds"]["ablation"])
+    assert len(names) == 3 * main + 5 * ablation
+    # the default CPU profile: mmFormer (32^3 crops) first, then the 24^3 runs of equal length in matrix order:
+    # DC-Seg's and RFNet's seeds, then the variants
+    assert names[:main] == [f"mmformer_seed{r}" for r in params["seeds"]["main"]]
+    assert names[main:2 * main] == [f"dcseg_seed{r}" for r in params["seeds"]["main"]]
+    assert names[-5 * ablation:] == [run.name for run in matrix_runs(params) if run.is_ablation]
 
 
 def test_the_cost_follows_the_training_stages_precedence():
@@ -67,8 +67,9 @@ def test_the_cost_follows_the_training_stages_precedence():
     assert parallel_repro.training_cost(params, "rfnet", False) == 1000 * 24 ** 3
     assert parallel_repro.training_cost(params, "dcseg", False) == 100 * 24 ** 3
     assert parallel_repro.training_cost(params, "dcseg", True) == 10 * 24 ** 3
-    names = parallel_repro.queue(params, _dvc_yaml())
-    assert names[:3] == ["rfnet", "mmformer", "dcseg"]
+    names = [run.name for run in parallel_repro.queue(params)]
+    assert names[:4] == ["rfnet_seed0", "rfnet_seed1", "mmformer_seed0", "mmformer_seed1"]
+    assert names[-5:] == [f"dcseg_{v}_seed0" for v in ("no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")]
 
 
 def test_an_explicit_device_needs_no_probe():

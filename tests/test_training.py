@@ -257,3 +257,94 @@ def test_each_rank_resumes_with_its_own_partial_epoch(tiny_data, tmp_path):
     record = checkpoint_record("f", {}, 4, model, optimiser, [], [[1.0, 2.0], [3.0, 4.0]], torch.device("cpu"))
     assert restore_checkpoint(record, model, optimiser, torch.device("cpu"), rank=1)[2] == [3.0, 4.0]
     assert restore_checkpoint(record, model, optimiser, torch.device("cpu"), rank=0)[2] == [1.0, 2.0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Issue 15: validation scoring during training leaves the trajectory bitwise unchanged
+
+
+@pytest.mark.parametrize("model", ["mmformer", "dcseg"])  # mmFormer: dropout draws from the torch generator
+def test_validation_scoring_leaves_the_training_trajectory_bitwise_unchanged(tiny_data, tmp_path, model):
+    from dcseg.convergence import ValidationConfig
+
+    plain = tiny_settings(model)
+    scored = tiny_settings(model, validation=ValidationConfig(every=2, subsets=("flair", "flair+t1ce+t1+t2")))
+    ref = train(plain, tiny_data, tmp_path / "ref", tmp_path / "ref.pt", progress=False)
+    assert ref["validation"]["curve"] == [] and ref["validation"]["trend"] == "undetermined"
+    # scored, and killed after step 5 (checkpoint at step 4), then resumed
+    train(scored, tiny_data, tmp_path / "run", tmp_path / "ckpt.pt", progress=False, stop_at_step=5)
+    summary = train(scored, tiny_data, tmp_path / "run", tmp_path / "ckpt.pt", progress=False)
+    assert summary["resumed_from_step"] == 4
+    a, b = _weights(tmp_path / "ref" / "model.pt"), _weights(tmp_path / "run" / "model.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    validation = summary["validation"]
+    assert [row["step"] for row in validation["curve"]] == [2, 4, 6]  # complete after the resume
+    assert validation["cases"] == 1 and validation["subsets"] == ["flair", "flair+t1ce+t1+t2"]
+    for row in validation["curve"]:
+        assert set(row) == {"step", "WT", "TC", "ET", "mean"}
+        assert 0 <= row["mean"] <= 1 and row["mean"] == pytest.approx((row["WT"] + row["TC"] + row["ET"]) / 3,
+                                                                      abs=2e-6)
+    assert validation["last"] == validation["curve"][-1]
+    assert validation["best"]["mean"] == max(row["mean"] for row in validation["curve"])
+    logged = (tmp_path / "run" / "live" / "plots" / "metrics" / "val" / "dice" / "mean.tsv").read_text().split("\n")
+    assert [line.split("\t")[0] for line in logged[1:] if line] == ["2", "4", "6"]
+
+
+def test_validation_dice_is_the_evaluations_dice_on_the_validation_cases(tiny_data, tmp_path):
+    """The logged score equals an independent computation: the evaluation's inference and Dice on the val split."""
+    from dcseg.convergence import ValidationConfig, score_validation
+    from dcseg.data.preprocess import load_case
+    from dcseg.inference import InferenceSettings, predict_labels
+    from dcseg.metrics import brats_regions, dice
+    from dcseg.subsets import subset_by_name
+
+    settings = tiny_settings("rfnet", steps=2, validation=ValidationConfig(every=2, subsets=("t2",)))
+    summary = train(settings, tiny_data, tmp_path / "m", tmp_path / "c.pt", progress=False)
+    model, _ = load_model(tmp_path / "m" / "model.pt")
+    inference = InferenceSettings(patch=16, overlap=0.5)
+    case = (tiny_data / "split" / "val.txt").read_text().split()[0]
+    image, label = load_case(tiny_data, case)
+    prediction = predict_labels(model, np.array(image), inference, [subset_by_name("t2").mask])[0].numpy()
+    truth, predicted = brats_regions(np.asarray(label)), brats_regions(prediction)
+    expected = {r: dice(predicted[r], truth[r]) for r in ("WT", "TC", "ET")}
+    assert summary["validation"]["last"]["WT"] == pytest.approx(expected["WT"], abs=1e-6)
+    assert summary["validation"]["last"]["ET"] == pytest.approx(expected["ET"], abs=1e-6)
+    assert score_validation(model, tiny_data, [case], ("t2",), inference, "cpu")["TC"] == pytest.approx(
+        expected["TC"], abs=1e-9)
+
+
+@pytest.mark.parametrize("steps, values, expected", [
+    # 1400 steps, scored every 140: the tail is steps >= 980 (4 points)
+    (range(140, 1401, 140), [0.2, 0.4, 0.5, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78], "still rising"),  # +0.02/140
+    (range(140, 1401, 140), [0.2, 0.4, 0.5, 0.6, 0.65, 0.7, 0.80, 0.80, 0.801, 0.80], "plateaued"),
+    (range(140, 1401, 140), [0.2, 0.4, 0.5, 0.6, 0.65, 0.7, 0.80, 0.78, 0.76, 0.74], "plateaued"),     # falling
+    # the fitted gain over the 420-step tail is what counts: 0.009 is below RISE, 0.0125 above
+    ([980, 1120, 1260, 1400], [0.8, 0.803, 0.806, 0.809], "plateaued"),
+    ([980, 1120, 1260, 1400], [0.8, 0.80416, 0.80833, 0.8125], "still rising"),
+    ([700, 1400], [0.5, 0.9], "undetermined"),                   # one point in the tail
+    ([], [], "undetermined"),
+])
+def test_convergence_rule(steps, values, expected):
+    from dcseg.convergence import trend
+
+    assert trend(list(steps), values, 1400) == expected
+
+
+def test_validation_is_due_every_k_steps_and_after_the_last():
+    from dcseg.convergence import due
+
+    assert [s for s in range(1, 11) if due(s, 10, 4)] == [4, 8, 10]
+    assert not any(due(s, 10, 0) for s in range(1, 11))
+
+
+def test_bad_validation_settings_fail_with_their_key():
+    from dcseg.config import ConfigError, load_params
+    from dcseg.training import train_settings
+
+    for key, value, message in (("subsets", "[flair, t9]", "subset names"), ("every", "-1", "every"),
+                                ("overlap", "1.0", "overlap"), ("evry", "3", "unknown key")):
+        cfg = load_params(extra_keys={"profiles": {"cpu": {"train": {"validation": {key: None}}}}}) \
+            if key == "evry" else load_params([f"profiles.cpu.train.validation.{key}={value}"])
+        with pytest.raises(ConfigError, match=message):
+            train_settings(cfg, "rfnet")
