@@ -7,8 +7,8 @@ releases the repository lock while a stage's command runs and guards each output
 so `dvc repro` processes on disjoint targets may run together. This script does that:
 
 1. ``dvc repro preprocess``: the data stages every run reads, with every thread;
-2. a pool of JOBS workers, each taking the next run of the matrix (every run and seed of params.yaml; largest
-   training first: steps x crop^3) and running ``dvc --wait-for-lock repro --single-item`` of its train stage, then
+2. a pool of JOBS workers, each taking the next run of the matrix (every run and seed of params.yaml: the main runs
+   seed by seed, then the variants, largest training first within each: steps x crop^3) and running ``dvc --wait-for-lock repro --single-item`` of its train stage, then
    its evaluate stage (``dcseg.runs.Run``), with CPUs / JOBS threads;
 3. ``dvc repro``: what is left (the report), with every thread; it also proves nothing is out of date.
 
@@ -79,11 +79,13 @@ def training_cost(params: dict, model: str, ablation: bool) -> float:
 
 
 def queue(params: dict) -> list[Run]:
-    """The runs of the experiment matrix under params.yaml's ``seeds``, largest training first
-    (longest-processing-time-first balancing). Ties keep the matrix order."""
+    """The runs of the experiment matrix under params.yaml's ``seeds``: the main runs seed by seed, then the Table 2
+    variants, and within each of these waves the largest training first (longest-processing-time-first balancing).
+    A regeneration cut short (it is restartable: `dvc repro` continues it) has then finished whole seeds of Table 1
+    first, not three seeds of one model. Ties keep the matrix order."""
     runs = list(matrix_runs(params))
     costs = [training_cost(params, run.model, run.is_ablation) for run in runs]
-    order = sorted(range(len(runs)), key=lambda i: (-costs[i], i))
+    order = sorted(range(len(runs)), key=lambda i: (runs[i].is_ablation, runs[i].seed, -costs[i], i))
     return [runs[i] for i in order]
 
 

@@ -48,17 +48,17 @@ def test_threads_per_job_share_the_cpus_unless_the_user_set_them(env, cpus, jobs
     assert parallel_repro.threads_per_job(env, cpus, jobs) == expected
 
 
-def test_the_queue_holds_every_run_and_seed_largest_training_first():
+def test_the_queue_holds_every_run_and_seed_seed_by_seed_largest_training_first():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     names = [run.name for run in parallel_repro.queue(params)]
     assert sorted(names) == sorted(run.name for run in matrix_runs(params))
-    main, ablation = len(params["seeds"]["main"]), len(params["seeds"]["ablation"])
-    assert len(names) == 3 * main + 5 * ablation
-    # the default CPU profile: mmFormer (32^3 crops) first, then the 24^3 runs of equal length in matrix order:
-    # DC-Seg's and RFNet's seeds, then the variants
-    assert names[:main] == [f"mmformer_seed{r}" for r in params["seeds"]["main"]]
-    assert names[main:2 * main] == [f"dcseg_seed{r}" for r in params["seeds"]["main"]]
-    assert names[-5 * ablation:] == [run.name for run in matrix_runs(params) if run.is_ablation]
+    main, ablation = params["seeds"]["main"], params["seeds"]["ablation"]
+    assert len(names) == 3 * len(main) + 5 * len(ablation)
+    # the default CPU profile: per seed, mmFormer (32^3 crops) first, then the 24^3 runs of equal length in matrix
+    # order; the variants after every main run
+    expected = [f"{m}_seed{r}" for r in main for m in ("mmformer", "dcseg", "rfnet")]
+    assert names[:3 * len(main)] == expected
+    assert names[3 * len(main):] == [run.name for run in matrix_runs(params) if run.is_ablation]
 
 
 def test_the_cost_follows_the_training_stages_precedence():
@@ -68,7 +68,8 @@ def test_the_cost_follows_the_training_stages_precedence():
     assert parallel_repro.training_cost(params, "dcseg", False) == 100 * 24 ** 3
     assert parallel_repro.training_cost(params, "dcseg", True) == 10 * 24 ** 3
     names = [run.name for run in parallel_repro.queue(params)]
-    assert names[:4] == ["rfnet_seed0", "rfnet_seed1", "mmformer_seed0", "mmformer_seed1"]
+    assert names[:6] == ["rfnet_seed0", "mmformer_seed0", "dcseg_seed0", "rfnet_seed1", "mmformer_seed1",
+                         "dcseg_seed1"]
     assert names[-5:] == [f"dcseg_{v}_seed0" for v in ("no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")]
 
 
