@@ -107,7 +107,9 @@ def paper_settings(model: str, steps: int, dry: bool):
     changes = {"steps": steps, "checkpoint_every": 10 ** 9, "log_every": 1}
     if dry:
         crop, network = dry_sizes(model, full.network)
-        changes.update(width="cpu", crop=crop, network=network, batch_size=2, device="cpu")
+        # the validation scoring during training slides the evaluation's window: the dry crop (mmFormer's token grid
+        # is fixed by it)
+        changes.update(width="cpu", crop=crop, network=network, batch_size=2, device="cpu", eval_patch=crop)
         inference = dataclasses.replace(inference, patch=crop)
     return full, dataclasses.replace(full, **changes), inference, et_min_volume
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dcseg.config import ConfigError, load_params
-from dcseg.runs import ALL_RUNS
+from dcseg.runs import matrix_runs
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -34,7 +34,8 @@ def _parallel_repro(repo: Path) -> str:
     p = subprocess.run([sys.executable, "scripts/parallel_repro.py"], cwd=repo, env=_env(REPRO_JOBS="2"),
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert f"{len(ALL_RUNS)} runs, 2 jobs" in p.stdout
+    runs = matrix_runs(yaml.safe_load((repo / "params.yaml").read_text()))
+    assert f"{len(runs)} runs, 2 jobs" in p.stdout
     return p.stdout
 
 
@@ -120,8 +121,9 @@ def test_stage_overrides_and_unknown_keys(repo_copy):
 
 
 def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
-    """phantom -> preprocess -> train@* -> evaluate@* -> ablation_* -> report on a shrunken copy of the real params,
-    then `loss.alpha` reruns exactly DC-Seg's stages, the ablation and the report."""
+    """phantom -> preprocess -> every run and seed trained and evaluated -> report on a shrunken copy of the real
+    params (2 seeds of each model, 1 of each variant); then `loss.alpha` reruns exactly DC-Seg's stages and the
+    report, and a third seed adds its stages and reruns nothing else."""
     _set_params(repo_copy, **{
         "phantom.n_cases": 5, "phantom.voxel_size": 5.0, "preprocess.min_size": [32, 32, 32],
         "profiles.cpu.train.steps": 2, "profiles.cpu.train.steps_per_epoch": 1, "profiles.cpu.train.log_every": 1,
@@ -130,24 +132,31 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
         "profiles.cpu.models.rfnet": {"width": "cpu", "crop": 32, "fuse_warmup_epochs": 1, "eval_patch": 32},
         "profiles.cpu.models.mmformer": {"width": "cpu", "crop": 32, "fuse_warmup_epochs": 0, "eval_patch": 32,
                                          "precision": "fp32"},
-        "profiles.cpu.ablation": {"steps": 1},
+        "profiles.cpu.train.validation": {"every": 1, "subsets": ["flair"], "overlap": 0.5},
+        "seeds": {"main": [0, 1], "ablation": [0]},
         "report.bootstrap_samples": 200,
     })
     models = ("dcseg", "rfnet", "mmformer")
-    variants = ("full", "no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")
-    dcseg_stages = ["train@dcseg", "evaluate@dcseg"] + [f"{s}@dcseg_{v}" for s in ("train", "evaluate")
-                                                        for v in variants] + ["report"]
+    variants = ("no_contrastive", "no_ana", "no_mod", "no_rec", "no_reg")
+    dcseg_stages = [f"train_dcseg@{r}" for r in (0, 1)] + [f"evaluate@dcseg-{r}" for r in (0, 1)] + [
+        f"{s}@{v}-0" for s in ("train_ablation", "evaluate_ablation") for v in variants] + ["report"]
     # through the README's script: the runs' stages side by side (2 jobs), then the report
     ran = _ran(_parallel_repro(repo_copy))
     assert ran[:2] == ["phantom", "preprocess"] and ran[-1] == "report"
-    assert sorted(ran[2:]) == sorted({f"{s}@{m}" for s in ("train", "evaluate") for m in models} | set(dcseg_stages))
+    baselines = {f"{s}@{m}-{r}" for s in ("train", "evaluate") for m in ("rfnet", "mmformer") for r in (0, 1)}
+    assert sorted(ran[2:]) == sorted(baselines | set(dcseg_stages))
     import json
-    for run in models + tuple(f"dcseg_{v}" for v in variants):
+    names = [f"{m}_seed{r}" for m in models for r in (0, 1)] + [f"dcseg_{v}_seed0" for v in variants]
+    for run in names:
         metrics = json.loads((repo_copy / "metrics" / f"{run}.json").read_text())
         assert set(metrics["average"]["dice"]) == {"WT", "TC", "ET"}
         rows = (repo_copy / "metrics" / f"{run}_cases.csv").read_text().splitlines()
         assert len(rows) == 1 + metrics["n_cases"] * 15 * 3
-    assert json.loads((repo_copy / "logs/dcseg_no_rec/train_summary.json").read_text())["steps"] == 1
+    seeds = {r: json.loads((repo_copy / f"logs/rfnet_seed{r}/train_summary.json").read_text()) for r in (0, 1)}
+    assert seeds[1]["settings"]["seed"] == seeds[0]["settings"]["seed"] + 1  # seed index 1: the run's seed + 1
+    assert [row["step"] for row in seeds[1]["validation"]["curve"]] == [1, 2]
+    no_rec = json.loads((repo_copy / "logs/dcseg_no_rec_seed0/train_summary.json").read_text())
+    assert no_rec["steps"] == 2  # the variants train like the main run
     table1 = (repo_copy / "reports/table1.md").read_text()
     assert "| ● | ● | ● | ● |" in table1 and "Average" in table1
     assert "no_reg" in (repo_copy / "reports/table2.md").read_text()
@@ -155,29 +164,40 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
     assert "Data and pipelines are up to date" in _dvc(repo_copy, "status").stdout
     shown = _dvc(repo_copy, "metrics", "show").stdout
     assert "reports/summary.json" in shown and "table1.rfnet.WT.dice" in shown
-    assert "average.dice.WT" in _dvc(repo_copy, "metrics", "show", "metrics/rfnet.json").stdout  # detail on request
+    assert "average.dice.WT" in _dvc(repo_copy, "metrics", "show", "metrics/rfnet_seed0.json").stdout  # detail
     # issue 12, item 10: the headline metrics only, not 9 runs x 15 subsets x 3 regions x 3 metrics (1,526 columns)
     header = _dvc(repo_copy, "exp", "show", "--csv").stdout.splitlines()[0].split(",")
-    metric_columns = [c for c in header if c.startswith(("table1.", "table2.", "reports/", "metrics/"))]
-    assert 0 < len(metric_columns) <= 60, len(metric_columns)
+    metric_columns = [c for c in header if c.startswith(("table1", "table2", "reports/", "metrics/"))]
+    assert 0 < len(metric_columns) <= 80, len(metric_columns)  # the headline numbers and labels only
     # a clone shows the training curves without retraining: small logs are in git, the curves are also a PNG
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"],
                 ["git", "clone", "-q", str(repo_copy), str(repo_copy.parent / "clone")]):
         subprocess.run(cmd, cwd=repo_copy, check=True, capture_output=True)
     clone = repo_copy.parent / "clone"
-    assert not (clone / "models").exists() and (clone / "logs/rfnet/live/plots/metrics/epoch/loss.tsv").is_file()
+    assert not (clone / "models").exists() and (clone / "logs/rfnet_seed1/live/plots/metrics/epoch/loss.tsv").is_file()
     assert (clone / "reports/figures/training_curves.png").read_bytes()[:4] == b"\x89PNG"
     plots = _dvc(clone, "plots", "show", "-o", "curves")
     assert "failed to load" not in (plots.stdout + plots.stderr).lower()
     html = (clone / "curves" / "index.html").read_text()
-    assert all(f"logs/{m}/live/plots/metrics/epoch/loss.tsv" in html for m in models)
+    assert all(f"logs/{m}_seed0/live/plots/metrics/epoch/loss.tsv" in html for m in models)
 
-    # DC-Seg's loss weight reruns DC-Seg, its ablation and the report; never the data stages or the baselines
-    _set_params(repo_copy, **{"loss.alpha": 0.2})
-    # --dry lists the stages that read the key (it cannot know which outputs the others would then change)
+    # DC-Seg's loss weight reruns DC-Seg's runs and the report; never the data stages or the baselines
+    # (--dry lists the stages that read the key: it cannot know which outputs the others would then change; the
+    # whole rerun is not run here, to keep CI within its budget: the first repro above ran every one of them)
+    alpha = yaml.safe_load((repo_copy / "params.yaml").read_text())["loss"]["alpha"]
+    _set_params(repo_copy, **{"loss.alpha": alpha / 2})
     dry = set(_ran(_dvc(repo_copy, "repro", "--dry").stdout))
-    assert {"train@dcseg"} | {f"train@dcseg_{v}" for v in variants} <= dry <= set(dcseg_stages)
-    assert sorted(_ran(_parallel_repro(repo_copy))) == sorted(dcseg_stages)
+    assert {f"train_dcseg@{r}" for r in (0, 1)} | {f"train_ablation@{v}-0" for v in variants} <= dry
+    assert dry <= set(dcseg_stages)
+    _set_params(repo_copy, **{"loss.alpha": alpha})
+    assert "Data and pipelines are up to date" in _dvc(repo_copy, "status").stdout
+    # a third seed of every model: its stages and the report, nothing else
+    # (`dvc status`, not `repro --dry`: a dry run stops at the first evaluation whose model does not exist yet)
+    _set_params(repo_copy, **{"seeds": {"main": [0, 1, 2], "ablation": [0]}})
+    added = {f"train@{m}-2" for m in ("rfnet", "mmformer")} | {"train_dcseg@2"} | {
+        f"evaluate@{m}-2" for m in models} | {"report"}
+    assert set(json.loads(_dvc(repo_copy, "status", "--json").stdout)) == added
+    _set_params(repo_copy, **{"seeds": {"main": [0, 1], "ablation": [0]}})
     # an evaluation key reruns every evaluation and the report, no training
     _set_params(repo_copy, **{"profiles.cpu.evaluate.overlap": 0.25})
     dry = _ran(_dvc(repo_copy, "repro", "--dry").stdout)

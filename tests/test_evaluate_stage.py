@@ -44,6 +44,7 @@ def _save_model(root, name, model_name="rfnet", variant=None, drop=(), **identit
     model = build_model(model_name, width="cpu", base_channels=2, **options)
     identity.setdefault("data_hash", data_fingerprint(root / "data" / "preprocessed"))
     identity.setdefault("seed", 1024)
+    identity.setdefault("seed_index", 0)
     record = model_record(model_name, "cpu", {"base_channels": 2, **options}, model, variant=variant, options=options,
                           **identity)
     save_atomic({k: v for k, v in record.items() if k not in drop}, root / "models" / name / "model.pt")
@@ -51,7 +52,7 @@ def _save_model(root, name, model_name="rfnet", variant=None, drop=(), **identit
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A stage working directory: data/preprocessed (4 cases, 2 in test) and models/rfnet/model.pt."""
+    """A stage working directory: data/preprocessed (4 cases, 2 in test) and models/rfnet_seed0/model.pt."""
     root = tmp_path_factory.mktemp("evaluate")
     ids = ["BraTS20_Training_001", "BraTS20_Training_002"] + TEST_CASES
     for seed, case in enumerate(ids):
@@ -60,7 +61,7 @@ def workdir(tmp_path_factory):
     write_split(root / "splits", {"train": ids[:1], "val": ids[1:2], "test": ids[2:]})
     build_preprocessed(root / "raw", root / "splits", root / "data" / "preprocessed", min_size=(16, 16, 16),
                        progress=False)
-    _save_model(root, "rfnet")
+    _save_model(root, "rfnet_seed0")
     return root
 
 
@@ -76,7 +77,7 @@ def test_evaluate_stage_writes_per_case_rows_and_table1_means(workdir, monkeypat
     monkeypatch.chdir(workdir)
     _load_stage().main(["rfnet"] + OVERRIDES)
 
-    cases = pd.read_csv(workdir / "metrics" / "rfnet_cases.csv")
+    cases = pd.read_csv(workdir / "metrics" / "rfnet_seed0_cases.csv")
     assert tuple(cases.columns) == CASE_COLUMNS
     assert len(cases) == len(TEST_CASES) * len(SUBSETS) * len(REGIONS)
     assert sorted(cases["case"].unique()) == TEST_CASES
@@ -87,7 +88,7 @@ def test_evaluate_stage_writes_per_case_rows_and_table1_means(workdir, monkeypat
     wt_tc = cases[cases.region != "ET"]
     assert np.allclose(wt_tc["dice"], wt_tc["dice_post"])  # post-processing only changes ET
 
-    summary = json.loads((workdir / "metrics" / "rfnet.json").read_text())
+    summary = json.loads((workdir / "metrics" / "rfnet_seed0.json").read_text())
     assert summary["n_cases"] == len(TEST_CASES) and "seconds" not in summary  # results only: reproducible bytes
     assert list(summary["subsets"]) == [s.name for s in SUBSETS]
     for metric in ("dice", "dice_post", "hd95"):
@@ -111,23 +112,23 @@ def test_summary_average_is_the_mean_over_subsets():
 
 
 def test_a_checkpoint_of_another_model_is_refused(workdir):
-    _save_model(workdir, "mmformer")  # an RFNet file where the mmFormer model belongs
+    _save_model(workdir, "mmformer_seed0")  # an RFNet file where the mmFormer model belongs
     p = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py"), "mmformer"], cwd=workdir,
                        capture_output=True, text=True)
     assert p.returncode == 1, p.stderr
     message = p.stderr.strip()
     assert message.startswith("evaluate: error:") and "Traceback" not in message
-    assert "models/mmformer/model.pt" in message and "file has 'rfnet', expected 'mmformer'" in message
+    assert "models/mmformer_seed0/model.pt" in message and "file has 'rfnet', expected 'mmformer'" in message
 
 
 def test_a_checkpoint_from_other_data_is_refused(workdir, monkeypatch, capsys):
-    _save_model(workdir, "dcseg", model_name="dcseg", data_hash="0" * 16)
+    _save_model(workdir, "dcseg_seed0", model_name="dcseg", data_hash="0" * 16)
     monkeypatch.chdir(workdir)
     with pytest.raises(SystemExit) as exit_info:
         run_stage("evaluate", _load_stage().main, ["dcseg"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert "models/dcseg/model.pt" in err and "data_hash: file has '0000000000000000'" in err
+    assert "models/dcseg_seed0/model.pt" in err and "data_hash: file has '0000000000000000'" in err
 
 
 def test_bad_arguments_and_params_name_the_problem():
@@ -172,23 +173,30 @@ def _refusal(workdir, *argv) -> str:
 
 
 def test_an_ablation_model_is_refused_as_the_main_model_and_the_reverse(workdir):
-    # issue 12, item 1: `cp models/dcseg_no_rec/model.pt models/dcseg/model.pt` was accepted
-    _save_model(workdir, "dcseg", model_name="dcseg", variant="no_rec")
+    # issue 12, item 1: `cp models/dcseg_no_rec/model.pt models/dcseg_seed0/model.pt` was accepted
+    _save_model(workdir, "dcseg_seed0", model_name="dcseg", variant="no_rec")
     err = _refusal(workdir, "dcseg")
-    assert "models/dcseg/model.pt" in err and "variant: file has 'no_rec', expected None" in err
-    _save_model(workdir, "dcseg_no_ana", model_name="dcseg")  # the main DC-Seg where a variant belongs
+    assert "models/dcseg_seed0/model.pt" in err and "variant: file has 'no_rec', expected None" in err
+    _save_model(workdir, "dcseg_no_ana_seed0", model_name="dcseg")  # the main DC-Seg where a variant belongs
     err = _refusal(workdir, "dcseg", "--ablation", "no_ana")
-    assert "models/dcseg_no_ana/model.pt" in err and "variant: file has None, expected 'no_ana'" in err
-    _save_model(workdir, "dcseg_no_mod", model_name="dcseg", variant="no_mod")
-    record = torch.load(workdir / "models/dcseg_no_mod/model.pt", weights_only=True)
+    assert "models/dcseg_no_ana_seed0/model.pt" in err and "variant: file has None, expected 'no_ana'" in err
+    _save_model(workdir, "dcseg_no_mod_seed0", model_name="dcseg", variant="no_mod")
+    record = torch.load(workdir / "models/dcseg_no_mod_seed0/model.pt", weights_only=True)
     record["options"] = {}  # the right variant name, but built without the variant's options
-    save_atomic(record, workdir / "models/dcseg_no_mod/model.pt")
+    save_atomic(record, workdir / "models/dcseg_no_mod_seed0/model.pt")
     assert "options: file has {}" in _refusal(workdir, "dcseg", "--ablation", "no_mod")
 
 
 def test_an_older_or_hand_made_model_file_is_refused_with_the_missing_fields(workdir):
     # issue 12, item 8: a record without some field gave a KeyError traceback
-    _save_model(workdir, "mmformer", drop=("variant", "options", "seed"))
+    _save_model(workdir, "mmformer_seed0", drop=("variant", "options", "seed"))
     err = _refusal(workdir, "mmformer")
-    assert "models/mmformer/model.pt lacks the field(s) ['variant', 'options', 'seed']" in err
+    assert "models/mmformer_seed0/model.pt lacks the field(s) ['variant', 'options', 'seed']" in err
     assert "older or hand-made" in err
+
+
+def test_a_model_of_another_seed_is_refused(workdir):
+    """models/rfnet_seed1 holding seed 0's model (a copy) is refused: the seed index is part of the run's identity."""
+    _save_model(workdir, "rfnet_seed1", seed_index=0)
+    err = _refusal(workdir, "rfnet", "--seed", "1")
+    assert "models/rfnet_seed1/model.pt" in err and "seed_index: file has 0, expected 1" in err

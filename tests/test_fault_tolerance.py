@@ -19,8 +19,8 @@ import pytest
 from .test_dvc_pipeline import _dvc, _env, _ran, _set_params, repo_copy  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
-TARGET = "evaluate@rfnet"  # phantom -> preprocess -> train@rfnet -> evaluate@rfnet
-OUTPUTS = ("metrics/rfnet.json", "metrics/rfnet_cases.csv")
+TARGET = "evaluate@rfnet-0"  # phantom -> preprocess -> train@rfnet-0 -> evaluate@rfnet-0
+OUTPUTS = ("metrics/rfnet_seed0.json", "metrics/rfnet_seed0_cases.csv")
 
 
 def _shrink(repo):
@@ -78,19 +78,19 @@ def test_kill_9_in_every_stage_then_rerun_gives_identical_metrics(repo_copy):  #
     _shrink(repo_copy)
     _dvc(repo_copy, "repro", TARGET)
     reference = _outputs(repo_copy)
-    summary = json.loads(reference["metrics/rfnet.json"])
+    summary = json.loads(reference["metrics/rfnet_seed0.json"])
     assert summary["n_cases"] >= 1 and set(summary["average"]["dice"]) == {"WT", "TC", "ET"}
 
-    checkpoint = repo_copy / "checkpoints" / "rfnet" / "last.pt"
+    checkpoint = repo_copy / "checkpoints" / "rfnet_seed0" / "last.pt"
     kill_points = {  # what: (stage, ready(log_text), slow_saves), each one strictly inside its stage
         # the phantom and preprocess stages build their output in a temp folder and rename it at the end
         "phantom": ("phantom", lambda text: _has_entries(repo_copy / "data/raw/.phantom.tmp"), False),
         # (5 tiny cases take 0.1 s: numpy.save is slowed so the kill cannot miss that window)
         "preprocess": ("preprocess", lambda text: _has_entries(repo_copy / "data/.preprocessed.tmp"), True),
         # once a checkpoint exists, so the rerun resumes from it instead of starting over
-        "train": ("train@rfnet", lambda text: "Running stage 'train@rfnet'" in text and checkpoint.is_file(), False),
+        "train": ("train@rfnet-0", lambda text: "Running stage 'train@rfnet-0'" in text and checkpoint.is_file(), False),
         # the model is loaded and cases are being scored
-        "evaluate": (TARGET, lambda text: "evaluate: rfnet (" in text, False),
+        "evaluate": (TARGET, lambda text: "evaluate: rfnet_seed0 (" in text, False),
     }
     for what, (stage, ready, slow_saves) in kill_points.items():
         _repro_killed_when(repo_copy, stage, ready, what, slow_saves=slow_saves)

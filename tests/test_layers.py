@@ -15,7 +15,7 @@ LAYERS = [
     ("networks", ("dcseg.models", "baselines")),
     ("registry and losses", ("dcseg.registry", "dcseg.losses")),
     ("files, inference, processes", ("dcseg.checkpoint", "dcseg.inference", "dcseg.distributed")),
-    ("training and evaluation", ("dcseg.training", "dcseg.evaluation")),
+    ("training and evaluation", ("dcseg.training", "dcseg.convergence", "dcseg.evaluation")),
     ("runs, report, stage helpers", ("dcseg.runs", "dcseg.report", "dcseg.cli")),
 ]
 

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,14 +25,20 @@ from dcseg.registry import build_model
 from dcseg.report import (ABLATION_ROWS, AVERAGE, METHODS, PAPER_TABLE1_METHODS, ROWS, bootstrap_ci, build_report,
                           load_paper_table1, paired_wilcoxon, per_case_average, plot_example_case, report_settings,
                           run_report)
-from dcseg.runs import ABLATION_VARIANTS, Run
+from dcseg.runs import Run, matrix_runs
 from dcseg.subsets import SUBSETS, subset_by_name
 
 from .conftest import REPO, make_arrays, write_case
 
 PAPER_ORDER = ("flair", "t1", "t1ce", "t2")  # the paper's modality columns, written out independently here
-RUNS = [Run("rfnet"), Run("mmformer"), Run("dcseg")] + [Run("dcseg", v) for v in ABLATION_VARIANTS]
 FAST = ["report.bootstrap_samples=500"]
+RUNS = list(matrix_runs(load_params(path=REPO / "params.yaml")))  # every run and seed of the default matrix
+SEEDS = sorted({run.seed for run in RUNS if not run.is_ablation})
+
+
+def seed_runs(model):
+    """The runs (one per seed) of a main model."""
+    return [Run(model, seed=seed) for seed in SEEDS]
 
 
 def _cfg(overrides=()):
@@ -53,19 +60,24 @@ def _case_metrics(cases, level, rng):
     return pd.DataFrame(rows)
 
 
-def write_results_dir(root, cases, seed=0, copies=None):
+def write_results_dir(root, cases, seed=0, copies=None, runs=None):
     """metrics/, logs/<run>/ (train_summary.json, the epoch-loss curve) and paper/ for the 8 runs; ``copies`` {run: source run} makes a
     run's results identical to another's."""
     rng = np.random.default_rng(seed)
     (root / "metrics").mkdir(parents=True, exist_ok=True)
-    levels = {run.name: 0.5 + 0.03 * i for i, run in enumerate(RUNS)}
-    frames = {run.name: _case_metrics(cases, levels[run.name], rng) for run in RUNS}
+    runs = RUNS if runs is None else runs
+    levels = {run.name: 0.5 + 0.03 * i for i, run in enumerate(runs)}
+    frames = {run.name: _case_metrics(cases, levels[run.name], rng) for run in runs}
     for target, source in (copies or {}).items():
         frames[target] = frames[source]
-    for run in RUNS:
+    for run in runs:
         write_results(frames[run.name], summarise(frames[run.name]), root / run.cases_csv, root / run.metrics_json)
-        summary = {"model": run.model, "steps": 10, "seconds_per_step": 0.25,
-                   "settings": {"model": run.model, "crop": 16, "precision": "fp32", "batch_size": 1, "lr": 1e-3}}
+        curve_rows = [{"step": 10 * k, "WT": 0.1 * k, "TC": 0.1 * k, "ET": 0.1 * k, "mean": 0.1 * k}
+                      for k in range(1, 6)]
+        summary = {"model": run.model, "steps": 50, "seconds_per_step": 0.25,
+                   "settings": {"model": run.model, "crop": 16, "precision": "fp32", "batch_size": 1, "lr": 1e-3},
+                   "validation": {"every": 10, "subsets": ["flair"], "curve": curve_rows, "best": curve_rows[-1],
+                                  "last": curve_rows[-1], "trend": "still rising"}}
         curve = root / run.log_dir / "live" / "plots" / "metrics" / "epoch" / "loss.tsv"
         curve.parent.mkdir(parents=True, exist_ok=True)
         curve.write_text("step\tloss\n" + "".join(f"{10 * k}\t{3.0 / k:.6f}\n" for k in range(1, 6)))
@@ -116,6 +128,17 @@ def metrics_json(root, run):
     return json.loads((root / run.metrics_json).read_text())
 
 
+def seed_mean(root, model, *keys):
+    """The mean over a main model's seeds of ``metrics_json(...)[k0][k1]...``."""
+    values = []
+    for run in seed_runs(model):
+        value = metrics_json(root, run)
+        for key in keys:
+            value = value[key]
+        values.append(value)
+    return float(np.mean(values))
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Paper data
 
@@ -162,12 +185,12 @@ def test_table1_rows_have_the_subsets_modality_dots_in_the_papers_column_order(r
 def test_table1_values_come_from_the_metrics_with_the_chosen_et_column(results):
     root, _, texts = results
     header, rows = table_after(texts["table1.md"], "## Dice (%) per modality subset")
-    summary = metrics_json(root, Run("dcseg"))
     flair_t1ce = rows[[s.name for s in SUBSETS].index("flair+t1ce")]
-    wt = 100 * summary["subsets"]["flair+t1ce"]["dice"]["WT"]
+    wt = 100 * seed_mean(root, "dcseg", "subsets", "flair+t1ce", "dice", "WT")  # the mean over the seeds
     assert number(flair_t1ce[header.index("WT DC-Seg")]) == round(wt, 2)
-    post = 100 * summary["subsets"]["flair+t1ce"]["dice_post"]["ET"]
-    assert post != 100 * summary["subsets"]["flair+t1ce"]["dice"]["ET"]
+    assert wt != 100 * metrics_json(root, Run("dcseg"))["subsets"]["flair+t1ce"]["dice"]["WT"]  # not seed 0 alone
+    post = 100 * seed_mean(root, "dcseg", "subsets", "flair+t1ce", "dice_post", "ET")
+    assert post != 100 * seed_mean(root, "dcseg", "subsets", "flair+t1ce", "dice", "ET")
     assert number(flair_t1ce[header.index("ET DC-Seg")]) == round(post, 2)
 
 
@@ -178,12 +201,11 @@ def test_table1_average_row_is_the_mean_of_the_15_subset_rows(results):
         if "(paper)" in name:
             continue
         region, label = name.split(" ", 1)
-        run = next(Run(r) for r, lab in METHODS.items() if lab == label)
+        model = next(r for r, lab in METHODS.items() if lab == label)
         metric = "dice_post" if region == "ET" else "dice"
-        summary = metrics_json(root, run)
-        exact = np.mean([100 * summary["subsets"][s.name][metric][region] for s in SUBSETS])
+        exact = np.mean([100 * seed_mean(root, model, "subsets", s.name, metric, region) for s in SUBSETS])
         assert number(rows[15][column]) == round(exact, 2)
-        assert abs(number(rows[15][column]) - np.mean([number(r[column]) for r in rows[:15]])) <= 0.006
+        assert abs(number(rows[15][column]) - np.mean([number(r[column]) for r in rows[:15]])) <= 0.0065
 
 
 def test_table1_bolds_the_best_measured_value_per_row_and_region(results):
@@ -203,7 +225,7 @@ def test_table1_measured_minus_paper_is_the_difference(results):
     # FLAIR + T1ce present: flags 1,0,1,0 in the paper's column order
     record = paper[(paper.flair == "1") & (paper.t1 == "0") & (paper.t1ce == "1") & (paper.t2 == "0")
                    & (paper.region == "TC") & (paper.method == "mmFormer")]
-    measured = 100 * metrics_json(root, Run("mmformer"))["subsets"]["flair+t1ce"]["dice"]["TC"]
+    measured = 100 * seed_mean(root, "mmformer", "subsets", "flair+t1ce", "dice", "TC")
     row = rows[[s.name for s in SUBSETS].index("flair+t1ce")]
     assert row[:4] == ["●", "○", "●", "○"]
     assert number(row[header.index("TC mmFormer")]) == round(measured - float(record.dice.iloc[0]), 2)
@@ -220,18 +242,34 @@ def test_table1_hd95_bolds_the_lowest(results):
             assert [row[c].startswith("**") for c in columns] == [number(row[c]) == low for c in columns]
 
 
-def test_table1_ci_rows_and_summary_json_match_the_average(results):
+def test_table1_seed_statistics_and_summary_json_match_the_average(results):
     root, frames, texts = results
     summary = json.loads(texts["summary.json"])
-    _, main_rows = table_after(texts["table1.md"], "## Dice (%) per modality subset")
-    header, _ = table_after(texts["table1.md"], "## Dice (%) per modality subset")
+    statistics = json.loads(texts["statistics.json"])
+    header, main_rows = table_after(texts["table1.md"], "## Dice (%) per modality subset")
+    _, seed_rows = table_after(texts["table1.md"], "## Per seed")
     for run, label in METHODS.items():
         for region in REGIONS:
             entry = summary["table1"][run][region]
             assert entry["dice"] == number(main_rows[15][header.index(f"{region} {label}")])
             assert entry["ci_low"] <= entry["dice"] <= entry["ci_high"]
+            detail = statistics["table1"][run][region]
+            per_seed = [float(r[2 + REGIONS.index(region)]) for r in seed_rows if r[0] == label]
+            assert len(per_seed) == len(SEEDS) == detail["n_seeds"]
+            assert detail["min"] == min(per_seed) and detail["max"] == max(per_seed)
+            assert detail["sd"] == pytest.approx(np.std(per_seed, ddof=1), abs=0.011)
+            assert entry["dice"] == pytest.approx(np.mean(per_seed), abs=0.011)
     assert list(summary["table2"]) == list(ABLATION_ROWS)
     assert summary["n_test_cases"] == len(CASES) and summary["et_column"] == "dice_post"
+    # the same labels in the table, the headline file and the detail file
+    header, rows = table_after(texts["table1.md"], "| comparison | region | difference | larger seed SD | Wilcoxon p "
+                                                   "| Holm p | label | why |")
+    assert len(rows) == 6
+    for row in rows:
+        other = next(m for m, lab in METHODS.items() if row[0].endswith(lab))
+        label = row[header.index("label")].strip("*")
+        assert summary["table1_labels"][f"dcseg_vs_{other}"][row[1]] == label
+        assert statistics["table1_comparisons"][f"dcseg_vs_{other}"][row[1]]["label"] == label
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -239,7 +277,7 @@ def test_table1_ci_rows_and_summary_json_match_the_average(results):
 
 
 def test_bootstrap_ci_contains_the_estimate_is_deterministic_and_narrows_with_more_cases(results):
-    per_case = per_case_average(results[1]["dcseg"], "dice_post").to_numpy()
+    per_case = per_case_average(results[1]["dcseg_seed0"], "dice_post").to_numpy()
     low, high = bootstrap_ci(per_case, 2000, seed=3)
     assert np.all(low <= per_case.mean(axis=0)) and np.all(per_case.mean(axis=0) <= high)
     again_low, again_high = bootstrap_ci(per_case, 2000, seed=3)
@@ -265,28 +303,39 @@ def test_paired_wilcoxon_matches_scipy_and_is_na_without_differences():
     assert one.p_value is None and "at least 2" in one.reason
 
 
-def test_table1_wilcoxon_rows_match_scipy(results):
+COMPARISONS = "| comparison | region | difference | larger seed SD | Wilcoxon p | Holm p | label | why |"
+
+
+def test_table1_wilcoxon_rows_match_scipy_on_the_seed_averaged_cases(results):
     _, frames, texts = results
-    header, rows = table_after(texts["table1.md"], "| comparison | region | cases | median difference | p |")
+    header, rows = table_after(texts["table1.md"], COMPARISONS)
 
-    def et_per_case(frame):  # each case's 15-subset mean of the post-processed ET Dice, in %
-        return 100 * frame[frame.region == "ET"].groupby("case")["dice_post"].mean()
+    def et_per_case(model):  # each case's 15-subset mean of the post-processed ET Dice, in %, averaged over seeds
+        per_seed = [100 * frames[run.name][frames[run.name].region == "ET"].groupby("case")["dice_post"].mean()
+                    for run in seed_runs(model)]
+        return sum(per_seed) / len(per_seed)
 
-    d = et_per_case(frames["dcseg"]) - et_per_case(frames["rfnet"])
-    row = next(r for r in rows if r[0] == "DC-Seg vs RFNet" and r[1] == "ET")
-    assert float(row[header.index("p")]) == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-2)
-    assert float(row[header.index("median difference")]) == round(float(np.median(d)), 2)
+    d = et_per_case("dcseg") - et_per_case("rfnet")
+    row = next(r for r in rows if r[0] == "DC-Seg − RFNet" and r[1] == "ET")
+    p = stats.wilcoxon(d).pvalue
+    assert float(row[header.index("Wilcoxon p")]) == pytest.approx(p, rel=1e-2)
+    assert number(row[header.index("difference")]) == pytest.approx(float(d.mean()), abs=0.006)
+    raw = [float(r[header.index("Wilcoxon p")]) for r in rows]  # Holm over the table's 6 comparisons
+    rank = sorted(raw).index(float(row[header.index("Wilcoxon p")]))
+    assert float(row[header.index("Holm p")]) >= min(1.0, (len(raw) - rank) * p) * 0.99
 
 
 def test_identical_methods_give_na_not_a_crash(tmp_path):
-    write_results_dir(tmp_path, CASES[:4], copies={"rfnet": "dcseg"})
+    write_results_dir(tmp_path, CASES[:4], copies={f"rfnet_seed{s}": f"dcseg_seed{s}" for s in SEEDS})
     write_manifest(tmp_path, CASES[:4])
     text = build_report(_cfg(), tmp_path, with_example_case=False).texts
     table1 = text[next(p for p in text if p.name == "table1.md")]
-    header, rows = table_after(table1, "| comparison | region | cases | median difference | p |")
-    for row in (r for r in rows if r[0] == "DC-Seg vs RFNet"):
-        assert row[header.index("p")] == "n/a (all differences are zero)"
-    assert all(r[header.index("p")] != "n/a (all differences are zero)" for r in rows if r[0] != "DC-Seg vs RFNet")
+    header, rows = table_after(table1, COMPARISONS)
+    for row in (r for r in rows if r[0] == "DC-Seg − RFNet"):
+        assert row[header.index("Wilcoxon p")] == "n/a (all differences are zero)"
+        assert row[header.index("label")] == "within noise" and row[header.index("why")] == "test undefined"
+    assert all(r[header.index("Wilcoxon p")] != "n/a (all differences are zero)" for r in rows
+               if r[0] != "DC-Seg − RFNet")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -297,16 +346,34 @@ def test_table2_check_marks_follow_ablations_and_deltas_are_measured_minus_full(
     root, _, texts = results
     header, rows = table_after(texts["table2.md"], "## 15-subset average Dice (%)")
     assert [r[0] for r in rows] == list(ABLATION_ROWS)
+    # full is Table 1's DC-Seg (all its seeds); the variants have one seed each
+    assert rows[0][1] == str(len(SEEDS)) and all(r[1] == "1" for r in rows[1:])
     for row in rows:
         for term in ("ana", "mod", "rec", "reg"):
             assert row[header.index(term.capitalize())] == ("✓" if getattr(ABLATIONS[row[0]], term) else "✗")
+    full = 100 * seed_mean(root, "dcseg", "average", "dice", "WT")
+    assert number(rows[0][header.index("WT mean ± SD")].split(" ± ")[0]) == round(full, 2)
     header, rows = table_after(texts["table2.md"], "## Change from removing the component (variant minus full)")
-    full = metrics_json(root, Run("dcseg", "full"))["average"]["dice"]["WT"]
-    no_rec = metrics_json(root, Run("dcseg", "no_rec"))["average"]["dice"]["WT"]
-    row = next(r for r in rows if r[0] == "no_rec")
-    assert row[1] == "rec"
-    assert number(row[header.index("ΔWT")]) == round(100 * (no_rec - full), 2)
-    assert number(row[header.index("ΔWT (paper)")]) == round(86.58 - 87.54, 2)
+    no_rec = 100 * metrics_json(root, Run("dcseg", "no_rec"))["average"]["dice"]["WT"]
+    row = next(r for r in rows if r[0] == "no_rec − full" and r[1] == "WT")
+    assert number(row[header.index("difference")]) == pytest.approx(no_rec - full, abs=0.006)
+    assert number(row[header.index("paper difference")]) == round(86.58 - 87.54, 2)
+    assert len(rows) == 15  # 5 variants x 3 regions, one Holm family
+
+
+def test_one_seed_and_no_variants_the_quick_setting_still_reports(tmp_path):
+    """`seeds.main: [0]`, `seeds.ablation: []`: Table 1 has no seed SD (so nothing is significant), Table 2 only its
+    full row."""
+    cfg = _cfg(["seeds.main=[0]", "seeds.ablation=[]"])
+    write_results_dir(tmp_path, CASES[:5], runs=list(matrix_runs(cfg)))
+    write_manifest(tmp_path, CASES[:5])
+    texts = {str(p): t for p, t in build_report(cfg, tmp_path, with_example_case=False).texts.items()}
+    header, rows = table_after(texts["table1.md"], COMPARISONS)
+    assert {r[header.index("label")] for r in rows} == {"within noise"}
+    assert all("seed spread unknown" in r[header.index("why")] or "Holm p" in r[header.index("why")] for r in rows)
+    _, rows = table_after(texts["table2.md"], "## 15-subset average Dice (%)")
+    assert [r[0] for r in rows] == ["full"] and "No variant was trained" in texts["table2.md"]
+    assert json.loads(texts["summary.json"])["table1"]["rfnet"]["WT"]["sd"] is None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -316,9 +383,9 @@ def test_table2_check_marks_follow_ablations_and_deltas_are_measured_minus_full(
 def test_missing_ablation_metrics_names_the_file_and_writes_nothing(tmp_path):
     write_results_dir(tmp_path, CASES[:3])
     write_manifest(tmp_path, CASES[:3])
-    (tmp_path / "metrics" / "dcseg_no_rec.json").unlink()
-    with pytest.raises(DataError, match=r"metrics/dcseg_no_rec\.json is missing; run `dvc repro "
-                                        r"evaluate@dcseg_no_rec`"):
+    (tmp_path / "metrics" / "dcseg_no_rec_seed0.json").unlink()
+    with pytest.raises(DataError, match=r"metrics/dcseg_no_rec_seed0\.json is missing; run `dvc repro "
+                                        r"evaluate_ablation@no_rec-0`"):
         run_report(_cfg(), tmp_path, with_example_case=False)
     assert not (tmp_path / "reports").exists()
 
@@ -326,15 +393,15 @@ def test_missing_ablation_metrics_names_the_file_and_writes_nothing(tmp_path):
 def test_corrupt_metrics_and_a_missing_subset_are_named(tmp_path):
     write_results_dir(tmp_path, CASES[:3])
     write_manifest(tmp_path, CASES[:3])
-    path = tmp_path / "metrics" / "mmformer.json"
+    path = tmp_path / "metrics" / "mmformer_seed1.json"
     good = path.read_text()
     path.write_text(good[:40])
-    with pytest.raises(DataError, match=r"metrics/mmformer\.json is not valid JSON"):
+    with pytest.raises(DataError, match=r"metrics/mmformer_seed1\.json is not valid JSON"):
         build_report(_cfg(), tmp_path, with_example_case=False)
     summary = json.loads(good)
     del summary["subsets"]["flair+t1"]
     path.write_text(json.dumps(summary))
-    with pytest.raises(DataError, match=r"metrics/mmformer\.json: subset 'flair\+t1' is missing"):
+    with pytest.raises(DataError, match=r"metrics/mmformer_seed1\.json: subset 'flair\+t1' is missing"):
         build_report(_cfg(), tmp_path, with_example_case=False)
 
 
@@ -350,14 +417,14 @@ def test_bad_report_params_name_the_key():
 def test_stage_reports_bad_input_in_one_line_and_exits_1(tmp_path, monkeypatch, capsys):
     write_results_dir(tmp_path, CASES[:3])
     write_manifest(tmp_path, CASES[:3])
-    (tmp_path / "logs" / "dcseg_no_ana" / "train_summary.json").unlink()
+    (tmp_path / "logs" / "dcseg_no_ana_seed0" / "train_summary.json").unlink()
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         run_stage("report", _load_stage().main, FAST)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "logs/dcseg_no_ana/train_summary.json is missing" in err
+    assert err.count("\n") == 0 and "logs/dcseg_no_ana_seed0/train_summary.json is missing" in err
     assert not (tmp_path / "reports").exists()
 
 
@@ -392,15 +459,16 @@ def test_stage_writes_every_report_with_the_example_figure(tmp_path, monkeypatch
     for name, (options, patch) in TINY_MODELS.items():
         torch.manual_seed(0)
         model = build_model(name, width="cpu", **options)
-        save_atomic(model_record(name, "cpu", options, model, seed=0, data_hash=data_fingerprint(preprocessed)),
-                    tmp_path / "models" / name / "model.pt")
+        save_atomic(model_record(name, "cpu", options, model, seed=0, seed_index=0,
+                                 data_hash=data_fingerprint(preprocessed)), Path(tmp_path) / Run(name).model_dir / "model.pt")
         overrides.append(f"profiles.cpu.models.{name}.eval_patch={patch}")
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
 
     run_stage("report", _load_stage().main, overrides)
     assert "report: done" in capsys.readouterr().out
-    for name in ("table1.md", "table2.md", "summary.json", "figures/dice_heatmap.png", "figures/example_case.png",
+    for name in ("table1.md", "table2.md", "summary.json", "statistics.json", "figures/dice_heatmap.png",
+                 "figures/example_case.png",
                  "figures/training_curves.png"):
         assert (tmp_path / "reports" / name).stat().st_size > 0, name
     assert (tmp_path / "reports" / "figures" / "example_case.png").read_bytes()[:4] == b"\x89PNG"

@@ -238,3 +238,19 @@ def test_ablation_terms_and_model_options_follow_from_one_matrix_entry():
     tree = ast.parse((REPO / "dcseg/models/dcseg.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "dcseg.losses" not in imported  # the model no longer reads the loss module for the ablation table
+
+
+def test_the_quick_profiles_overrides_name_real_keys_and_give_one_seed_of_each_model():
+    """scripts/quick.sh: its `-S` overrides apply to params.yaml (a typo would fail here, not after an hour), train
+    one seed of each main model and no variant, and shorten the schedule."""
+    import re
+
+    from dcseg.config import load_params
+    from dcseg.training import train_settings
+
+    overrides = re.findall(r"-S '?([^' \n]+)'?", (REPO / "scripts" / "quick.sh").read_text())
+    assert overrides, "no -S overrides found in scripts/quick.sh"
+    cfg = load_params(overrides, path=REPO / "params.yaml")
+    assert matrix_runs(cfg) == (Run("dcseg"), Run("rfnet"), Run("mmformer"))
+    default = load_params(path=REPO / "params.yaml")
+    assert train_settings(cfg, "rfnet").steps < train_settings(default, "rfnet").steps

@@ -22,9 +22,9 @@ def _settings(run: Run, *overrides: str):
 
 def test_the_command_line_is_the_top_layer():
     # issue 12, item 5: `dcseg --ablation no_rec train.steps=10` trained the ablation schedule's 250 steps
-    assert _settings(Run("dcseg", "no_rec")).steps == load_run_params([]).profiles.cpu.ablation.steps
+    # (the ablation schedule is empty in both profiles now: the variants train like the main run)
+    assert _settings(Run("dcseg", "no_rec")).steps == load_run_params([]).profiles.cpu.train.steps
     assert _settings(Run("dcseg", "no_rec"), "train.steps=10").steps == 10
-    assert _settings(Run("dcseg", "no_rec"), "ablation.steps=7").steps == 7
     # ... and under profile=paper the per-model steps (DC-Seg 75k, mmFormer 150k) no longer win over it
     paper = load_run_params(["profile=paper"])
     assert _settings(Run("mmformer"), "profile=paper").steps == paper.profiles.paper.models.mmformer.steps
@@ -35,8 +35,12 @@ def test_the_command_line_is_the_top_layer():
     cfg = load_run_params(["profile=paper", "profiles.paper.train.steps=11", "profiles.paper.models.dcseg.steps=12"])
     assert train_settings(cfg, "dcseg").steps == 12
     assert train_settings(cfg, "rfnet").steps == 11
-    values, sources = layered_settings(load_run_params([]), "cpu", "dcseg", ablation=True)
+    from dcseg.config import load_params
+
+    cfg = load_params(extra_keys={"profiles": {"cpu": {"ablation": {"steps": 7}}}})
+    values, sources = layered_settings(cfg, "cpu", "dcseg", ablation=True)
     assert sources["steps"] == "profiles.cpu.ablation.steps" and sources["batch_size"] == "profiles.cpu.train.batch_size"
+    assert values["steps"] == 7
 
 
 def test_a_command_line_key_of_another_model_or_an_unlayered_key_changes_nothing_here():
@@ -77,8 +81,11 @@ def test_every_bad_training_value_names_its_key_its_value_and_what_is_allowed(ov
 
 
 def test_a_bad_value_from_the_ablation_schedule_or_the_loss_names_that_key():
+    from dcseg.config import load_params
+
+    cfg = load_params(extra_keys={"profiles": {"cpu": {"ablation": {"steps": 0}}}})
     with pytest.raises(ConfigError, match="profiles.cpu.ablation.steps"):
-        _settings(Run("dcseg", "no_rec"), "ablation.steps=0")
+        train_settings(cfg, "dcseg", variant="no_rec", **Run("dcseg", "no_rec").train_options())
     with pytest.raises(ConfigError, match="loss.alpha"):
         _settings(Run("dcseg"), "loss.alpha=-1")
 

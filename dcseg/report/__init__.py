@@ -1,11 +1,15 @@
 """Reports a reviewer holds against the DC-Seg paper (Li et al., MICCAI 2025).
 
-- ``reports/table1.md``: the paper's Table 1 (Dice per modality subset for RFNet, mmFormer and DC-Seg, next to the
-  paper's DC-Seg), measured minus paper, a bootstrap CI and paired Wilcoxon tests over test cases, and HD95;
-- ``reports/table2.md``: the paper's Table 2 (DC-Seg with loss terms switched off);
+- ``reports/table1.md``: the paper's Table 1 (Dice per modality subset for RFNet, mmFormer and DC-Seg, each the mean
+  over its training seeds, next to the paper's DC-Seg), measured minus paper, mean ± seed SD with a hierarchical
+  bootstrap CI, every DC-Seg vs baseline difference labelled significant or within noise (Wilcoxon + Holm + seed
+  SD), the convergence of every run, and HD95;
+- ``reports/table2.md``: the paper's Table 2 (DC-Seg with loss terms switched off; full = Table 1's DC-Seg), with the
+  same statistics;
 - ``reports/figures/dice_heatmap.png``, ``reports/figures/training_curves.png`` and
   ``reports/figures/example_case.png`` (the layout of the paper's Fig. 2);
-- ``reports/summary.json``: the headline numbers that ``dvc metrics`` and ``dvc exp show`` display.
+- ``reports/summary.json``: the headline numbers that ``dvc metrics`` and ``dvc exp show`` display;
+  ``reports/statistics.json``: every number of the tables' statistics (per seed, min–max, p, Holm p, labels).
 
 One module per step, so that each can be read on its own: ``inputs`` (read and check), ``statistics`` (the numbers,
 no torch), ``tables`` (markdown and provenance), ``figures`` (drawing), ``example`` (the trained models' predictions
@@ -23,12 +27,15 @@ from dcseg.report.inputs import (ReportSettings, load_case_metrics, load_manifes
                                  load_paper_table2, load_run_metrics, load_train_summary, report_params_hash,
                                  report_settings)
 from dcseg.report.layout import ABLATION_ROWS, AVERAGE, METHODS, PAPER_TABLE1_METHODS, ROWS
-from dcseg.report.statistics import (PairedTest, bootstrap_ci, dice_table, hd95_table, method_statistics,
-                                     paired_wilcoxon, per_case_average)
+from dcseg.report.statistics import (Comparison, GroupStatistics, PairedTest, bootstrap_ci, compare_groups,
+                                     dice_table, group_statistics, hd95_table, hierarchical_bootstrap_ci, holm,
+                                     label_difference, method_statistics, paired_wilcoxon, per_case_average)
 from dcseg.report.tables import (Provenance, best_keys, describe_commit, markdown_table, render_table1,
-                                 render_table2, summary_metrics)
+                                 render_table2, statistics_record, summary_metrics)
 
-__all__ = ["ABLATION_ROWS", "AVERAGE", "METHODS", "PAPER_TABLE1_METHODS", "PairedTest", "Provenance", "Report",
+__all__ = ["ABLATION_ROWS", "AVERAGE", "METHODS", "PAPER_TABLE1_METHODS", "Comparison", "GroupStatistics",
+           "PairedTest", "Provenance", "Report", "compare_groups", "group_statistics", "hierarchical_bootstrap_ci",
+           "holm", "label_difference", "statistics_record",
            "ReportSettings", "ROWS", "best_keys", "bootstrap_ci", "build_report", "choose_example_case",
            "describe_commit", "dice_table", "hd95_table", "load_case_metrics", "load_manifest", "load_paper_table1",
            "load_paper_table2", "load_run_metrics", "load_train_summary", "markdown_table", "method_statistics",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
@@ -20,15 +21,16 @@ from dcseg.io import write_text_atomic
 from dcseg.metrics import REGIONS
 from dcseg.report.example import choose_example_case, load_example_models, predict_example_case
 from dcseg.report.figures import plot_dice_heatmap, plot_example_case, plot_training_curves
-from dcseg.report.inputs import (PAPER_TABLE1, PAPER_TABLE2, PREPROCESSED, load_case_metrics, load_epoch_losses,
-                                 load_manifest, load_paper_table1, load_paper_table2, load_run_metrics,
-                                 load_train_summary, report_params_hash, report_settings)
-from dcseg.report.layout import ABLATION_ROWS, AVERAGE, METHODS, REMOVED_VARIANTS
-from dcseg.report.statistics import (check_same_cases, dice_table, hd95_table, method_statistics, paired_wilcoxon,
+from dcseg.experiments import FULL, VARIANT_MODEL
+from dcseg.report.inputs import (PAPER_TABLE1, PAPER_TABLE2, PREPROCESSED, convergence_row, load_case_metrics,
+                                 load_epoch_losses, load_manifest, load_paper_table1, load_paper_table2,
+                                 load_run_metrics, load_train_summary, report_params_hash, report_settings)
+from dcseg.report.layout import METHODS, REMOVED_VARIANTS
+from dcseg.report.statistics import (check_same_cases, compare_groups, dice_table, group_statistics, hd95_table,
                                      per_case_average)
 from dcseg.report.tables import (Provenance, describe_commit, evaluation_hardware, render_table1, render_table2,
-                                 split_counts, summary_metrics, voxel_size)
-from dcseg.runs import Run
+                                 split_counts, statistics_record, summary_metrics, voxel_size)
+from dcseg.runs import Run, matrix_runs
 
 REPORTS = Path("reports")
 
@@ -41,6 +43,11 @@ class Report:
     figures: dict[Path, Figure]
 
 
+def _seed_mean(tables: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """The mean over a group's seeds of per-row, per-region tables (``dice_table`` / ``hd95_table``)."""
+    return {row: {r: float(np.mean([t[row][r] for t in tables])) for r in REGIONS} for row in tables[0]}
+
+
 def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: bool = True) -> Report:
     """Read and check every input under ``root``, compute the tables and statistics and render every output.
     ``with_example_case=False`` skips example_case.png (it needs the trained models and the preprocessed images)."""
@@ -49,14 +56,18 @@ def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: boo
     profile = require(cfg, "profile")
     et_min_volume = require(cfg, f"profiles.{profile}.evaluate.et_min_volume_mm3")
 
-    main_runs = {name: Run(name) for name in METHODS}
-    ablation_runs = {v: Run("dcseg", v) for v in ABLATION_ROWS}
-    runs = {run.name: run for run in [*main_runs.values(), *ablation_runs.values()]}
+    # the matrix under params.yaml's seeds; a table row is a group of runs, one per seed
+    runs = {run.name: run for run in matrix_runs(cfg)}
+    main_groups = {model: {run.seed: run for run in runs.values() if run.model == model and not run.is_ablation}
+                   for model in METHODS}
+    # Table 2's rows: full, then every variant trained under at least one seed (`seeds.ablation: []` trains none)
+    ablation_groups = {FULL: main_groups[VARIANT_MODEL],
+                       **{v: group for v in REMOVED_VARIANTS
+                          if (group := {run.seed: run for run in runs.values() if run.variant == v})}}
     metrics = {name: load_run_metrics(root / run.metrics_json, run) for name, run in runs.items()}
     cases_files = {name: root / run.cases_csv for name, run in runs.items()}
     cases = {name: load_case_metrics(cases_files[name], run) for name, run in runs.items()}
-    trainings = {name: load_train_summary(root / run.train_summary, run)
-                 for name, run in runs.items()}
+    trainings = {name: load_train_summary(root / run.train_summary, run) for name, run in runs.items()}
     paper1 = load_paper_table1(root / PAPER_TABLE1)
     paper2 = load_paper_table2(root / PAPER_TABLE2)
     manifest_path = root / PREPROCESSED / MANIFEST
@@ -70,32 +81,43 @@ def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: boo
     per_case = {name: per_case_average(cases[name], settings.et_column) for name in runs}
     check_same_cases(per_case, cases_files)
 
-    dice = {name: dice_table(metrics[name], settings.et_column) for name in runs}
-    statistics = {name: method_statistics(per_case[name], settings.bootstrap_samples, settings.seed)
-                  for name in METHODS}
-    dcseg_cases = per_case["dcseg"]
-    main_tests = {other: {r: paired_wilcoxon(dcseg_cases[r], per_case[other][r]) for r in REGIONS}
-                  for other in METHODS if other != "dcseg"}
-    ablation = {v: dice[ablation_runs[v].name][AVERAGE] for v in ABLATION_ROWS}
-    full_cases = per_case[ablation_runs["full"].name]
-    ablation_tests = {v: {r: paired_wilcoxon(per_case[ablation_runs[v].name][r], full_cases[r]) for r in REGIONS}
-                      for v in REMOVED_VARIANTS}
+    def grouped(group: dict[int, Run]) -> dict[int, pd.DataFrame]:
+        return {seed: per_case[run.name] for seed, run in group.items()}
+
+    main_cases = {model: grouped(group) for model, group in main_groups.items()}
+    ablation_cases = {variant: grouped(group) for variant, group in ablation_groups.items()}
+    samples, seed = settings.bootstrap_samples, settings.seed
+    main_statistics = {m: group_statistics(main_cases[m], samples, seed) for m in METHODS}
+    ablation_statistics = {v: group_statistics(ablation_cases[v], samples, seed) for v in ablation_groups}
+    main_comparisons = compare_groups([(VARIANT_MODEL, other) for other in METHODS if other != VARIANT_MODEL],
+                                      main_cases, main_statistics)
+    ablation_comparisons = compare_groups([(v, FULL) for v in ablation_groups if v != FULL], ablation_cases,
+                                          ablation_statistics)
+    dice = {m: _seed_mean([dice_table(metrics[run.name], settings.et_column) for run in group.values()])
+            for m, group in main_groups.items()}
+    hd95 = {m: _seed_mean([hd95_table(metrics[run.name]) for run in group.values()]) for m, group in main_groups.items()}
+    convergence = {name: convergence_row(trainings[name], run) for name, run in runs.items()}
 
     provenance = Provenance(
         data_source=str(require(cfg, "data.source")), split_counts=split_counts(manifest),
         voxel_size=voxel_size(manifest), profile=str(profile), commit=describe_commit(root),
         params_hash=report_params_hash(cfg, trainings), et_column=settings.et_column,
-        et_min_volume_mm3=float(et_min_volume), n_test_cases=len(dcseg_cases),
+        et_min_volume_mm3=float(et_min_volume), n_test_cases=len(per_case[next(iter(runs))]),
         evaluation_hardware=evaluation_hardware(metrics))
-    main_trainings = {name: trainings[name] for name in METHODS}
-    ablation_trainings = {ablation_runs[v].name: trainings[ablation_runs[v].name] for v in ABLATION_ROWS}
+    main_names = [run.name for group in main_groups.values() for run in group.values()]
+    table2_names = [run.name for group in ablation_groups.values() for run in group.values()]
     texts = {
-        Path("table1.md"): render_table1(provenance, main_trainings, {n: dice[n] for n in METHODS},
-                                         {n: hd95_table(metrics[n]) for n in METHODS}, paper1, statistics,
-                                         main_tests, settings),
-        Path("table2.md"): render_table2(provenance, ablation_trainings, ablation, paper2, ablation_tests),
-        Path("summary.json"): json.dumps(summary_metrics(provenance, statistics, ablation), indent=2) + "\n",
+        Path("table1.md"): render_table1(provenance, {n: trainings[n] for n in main_names}, dice, hd95, paper1,
+                                         main_statistics, main_comparisons,
+                                         {n: convergence[n] for n in main_names}, settings),
+        Path("table2.md"): render_table2(provenance, {n: trainings[n] for n in table2_names}, ablation_statistics,
+                                         paper2, ablation_comparisons, {n: convergence[n] for n in table2_names},
+                                         settings),
     }
+    statistics_json = statistics_record(provenance, main_statistics, main_comparisons, ablation_statistics,
+                                        ablation_comparisons, convergence)
+    texts[Path("summary.json")] = json.dumps(summary_metrics(statistics_json), indent=2) + "\n"
+    texts[Path("statistics.json")] = json.dumps(statistics_json, indent=2) + "\n"
 
     example = None
     if with_example_case:  # inference before any figure exists: a failure here leaves no open figure behind
@@ -104,12 +126,17 @@ def build_report(cfg: DictConfig, root: str | Path = ".", with_example_case: boo
         models, device = load_example_models(cfg, root)
         example = (image, np.asarray(label), predict_example_case(models, image, settings.figure_subsets, device), case)
 
-    curves = {name: load_epoch_losses(root / run.log_dir, run) for name, run in runs.items()}
+    losses = {name: load_epoch_losses(root / run.log_dir, run) for name, run in runs.items()}
+
+    def curves(groups: dict[str, dict[int, Run]], labels: dict[str, str]) -> dict:
+        return {labels[key]: {seed: (losses[run.name], trainings[run.name]["validation"]["curve"])
+                              for seed, run in group.items()} for key, group in groups.items()}
+
     figures = {Path("figures/dice_heatmap.png"): plot_dice_heatmap({METHODS[n]: dice[n] for n in METHODS},
                                                                       settings.et_column),
                Path("figures/training_curves.png"): plot_training_curves(
-                   {METHODS[n]: curves[n] for n in METHODS},
-                   {v: curves[ablation_runs[v].name] for v in ABLATION_ROWS})}
+                   curves(main_groups, METHODS), curves(ablation_groups, {v: v for v in ablation_groups}),
+                   trainings[main_names[0]]["validation"])}
     if example is not None:
         image, label, predictions, case = example
         figures[Path("figures/example_case.png")] = plot_example_case(image, label, predictions,

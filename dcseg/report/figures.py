@@ -3,8 +3,6 @@ the paper's Fig. 2 layout for one case (its predictions come from ``dcseg.report
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
@@ -15,9 +13,6 @@ from dcseg.figures import LABEL_COLOURS, LABEL_NAMES, axial, core_slice, show_gr
 from dcseg.metrics import REGIONS, brats_regions, dice
 from dcseg.report.layout import PAPER_MODALITY_ORDER
 from dcseg.subsets import MODALITY_LABELS, SUBSETS, Subset
-
-if TYPE_CHECKING:  # annotations only: the curves arrive loaded (dcseg.report.inputs.load_epoch_losses)
-    import pandas as pd
 
 REGION_TITLES = {"WT": "Complete (WT)", "TC": "Core (TC)", "ET": "Enhancing (ET)"}
 
@@ -43,20 +38,40 @@ def plot_dice_heatmap(tables: dict[str, dict[str, dict[str, float]]], et_column:
     return fig
 
 
-def plot_training_curves(main: dict[str, pd.DataFrame], ablation: dict[str, pd.DataFrame]) -> Figure:
-    """The epoch loss of every run against its step: the main runs, and DC-Seg's Table 2 variants."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
-    for ax, curves, title in ((axes[0], main, "Table 1 runs"), (axes[1], ablation, "Table 2 runs (DC-Seg variants)")):
-        for name, curve in curves.items():
-            ax.plot(curve["step"], curve["loss"], label=name, linewidth=1.4)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("epoch loss (mean over the epoch's steps)")
-        ax.set_yscale("log")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Training loss per epoch (logs/<run>/live, dvclive); each model's own total loss, so compare "
-                 "shapes, not levels, across models", fontsize=10)
+SEED_STYLES = ("-", "--", ":", "-.")  # line style per seed index (cycled), colour per run group
+
+
+def plot_training_curves(main: dict[str, dict[int, tuple]], ablation: dict[str, dict[int, tuple]],
+                         validation: dict) -> Figure:
+    """Per run group (colour) and seed (line style): the epoch loss (top row) and the validation Dice (bottom row,
+    mean over regions and the validation subsets) against the step; Table 1's runs left, Table 2's right.
+    ``main`` / ``ablation``: group label -> seed index -> (epoch-loss frame ``step``/``loss``, validation curve rows
+    with ``step`` and ``mean``); ``validation``: one run's train_summary.json ``validation`` (its settings)."""
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8), sharex="col", constrained_layout=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for column, (groups, title) in enumerate(((main, "Table 1 runs"), (ablation, "Table 2 runs (DC-Seg variants)"))):
+        loss_ax, val_ax = axes[0, column], axes[1, column]
+        for k, (label, seeds) in enumerate(groups.items()):
+            colour = colours[k % len(colours)]
+            for seed, (loss, curve) in sorted(seeds.items()):
+                style = SEED_STYLES[seed % len(SEED_STYLES)]
+                name = f"{label}, seed {seed}"
+                loss_ax.plot(loss["step"], loss["loss"], style, color=colour, linewidth=1.2, label=name)
+                if curve:
+                    val_ax.plot([row["step"] for row in curve], [100 * row["mean"] for row in curve], style,
+                                color=colour, linewidth=1.2, marker=".", label=name)
+        loss_ax.set_ylabel("epoch loss (mean over the epoch's steps)")
+        loss_ax.set_yscale("log")
+        loss_ax.set_title(title)
+        val_ax.set_ylabel("validation Dice (%)")
+        val_ax.set_xlabel("training step")
+        for ax in (loss_ax, val_ax):
+            ax.grid(alpha=0.3)
+        loss_ax.legend(fontsize=7, ncol=2)
+    subsets = ", ".join(validation.get("subsets") or [])
+    fig.suptitle("Training per run and seed (logs/<run>/live, dvclive). Top: each model's own total loss (compare "
+                 f"shapes, not levels, across models). Bottom: validation Dice, mean of WT/TC/ET over {subsets}, "
+                 f"every {validation.get('every')} steps", fontsize=10)
     return fig
 
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dcseg import validate
 from dcseg.config import ConfigError, params_hash, require, to_dict
+from dcseg.convergence import MEAN, TRENDS
 from dcseg.data.brats import MODALITIES
 from dcseg.data.errors import DataError
 from dcseg.data.manifest import read_manifest
@@ -75,6 +76,7 @@ def report_params_hash(cfg: DictConfig, trainings: dict[str, dict]) -> str:
         "profile": profile,
         f"profiles.{profile}.evaluate": to_dict(require(cfg, f"profiles.{profile}.evaluate")),
         "report": to_dict(require(cfg, "report")),
+        "seeds": to_dict(require(cfg, "seeds")),
     }
     for model in METHODS:
         key = f"profiles.{profile}.models.{model}.eval_patch"
@@ -172,7 +174,28 @@ def load_train_summary(path: str | Path, run: Run) -> dict:
     missing = [k for k in ("crop", "precision", "batch_size", "lr") if k not in settings]
     if missing:
         raise DataError(f"{path}: settings lack {missing}")
+    validation = data.get("validation")
+    if not isinstance(validation, dict) or not isinstance(validation.get("curve"), list) \
+            or validation.get("trend") not in TRENDS:
+        raise DataError(f"{path} has no validation record (curve and trend); it predates the validation scoring: "
+                        f"rerun `dvc repro {run.train_stage}`")
+    for row in validation["curve"]:
+        if not isinstance(row, dict) or "step" not in row or MEAN not in row:
+            raise DataError(f"{path}: validation curve entry {row!r} lacks 'step' or {MEAN!r}")
     return data
+
+
+def convergence_row(summary: dict, run: Run) -> dict:
+    """What the tables show of a run's validation curve: the best and the last point (step, mean Dice %) and the
+    convergence rule's verdict (``dcseg.convergence.trend``)."""
+    validation = summary["validation"]
+
+    def point(entry):
+        return None if entry is None else {"step": int(entry["step"]), "dice": 100 * float(entry[MEAN])}
+
+    return {"run": run.name, "steps": int(summary["steps"]), "every": validation.get("every"),
+            "subsets": validation.get("subsets"), "best": point(validation.get("best")),
+            "last": point(validation.get("last")), "trend": validation["trend"]}
 
 
 def load_manifest(preprocessed_dir: str | Path) -> pd.DataFrame:

@@ -12,7 +12,7 @@ METHODS = {"rfnet": "RFNet", "mmformer": "mmFormer", "dcseg": "DC-Seg"}
 PAPER_TABLE1_METHODS = ("RobustSeg", "RFNet", "mmFormer", "M3AE", "DC-Seg")
 # The paper's modality columns; our channels (MODALITIES) put T1ce before T1.
 PAPER_MODALITY_ORDER = ("flair", "t1", "t1ce", "t2")
-# Table 2's rows (every one an ablation run, "full" included, trained under the ablation schedule) and the variants
+# Table 2's rows ("full" is the main DC-Seg run; the others are ablation runs at the same schedule) and the variants
 # compared against "full".
 ABLATION_ROWS = ABLATION_VARIANTS
 REMOVED_VARIANTS = tuple(v for v in ABLATION_VARIANTS if v != "full")

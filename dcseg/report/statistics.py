@@ -112,3 +112,139 @@ def method_statistics(per_case: pd.DataFrame, n_samples: int, seed: int) -> Meth
         ci_low={r: float(v) for r, v in zip(REGIONS, low)},
         ci_high={r: float(v) for r, v in zip(REGIONS, high)},
     )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Seeds: a table row is a group of runs (its seeds); the statistics below are the ones the tables' captions state
+
+
+SIGNIFICANCE = 0.05  # Holm-adjusted p below this (and a difference beyond the seed spread): "significant"
+LABELS = ("significant", "within noise")
+
+
+def seed_case_values(per_case: dict[int, pd.DataFrame], region: str) -> np.ndarray:
+    """``[seeds, cases]`` of each case's 15-subset average Dice (%) under each seed of a group (seed order)."""
+    return np.stack([per_case[seed][region].to_numpy(dtype=float) for seed in sorted(per_case)])
+
+
+def hierarchical_bootstrap_means(values, n_samples: int, seed: int) -> np.ndarray:
+    """Bootstrap replicates of the grand mean of ``values [seeds, cases(, k)]``: each replicate resamples the seeds
+    with replacement, then the test cases with replacement, and averages the picked cells. Every seed of a run was
+    tested on the same cases (seeds and cases are crossed), so one case draw serves all picked seeds: the case-to-case
+    variation then does not shrink with the number of seeds, as it does not in the data. Returns ``[n_samples(, k)]``;
+    for ``values = a_seed + b_case`` their variance is ``var(a) / S + var(b) / C`` (population variances)."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim < 2 or values.shape[0] < 1 or values.shape[1] < 1:
+        raise ValueError(f"expected values [seeds, cases(, k)], got shape {values.shape}")
+    n_seeds, n_cases = values.shape[:2]
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, size=(n_samples, n_seeds))
+    cases = rng.integers(0, n_cases, size=(n_samples, n_cases))
+    picked = values[seeds[:, :, None], cases[:, None, :]]  # [n_samples, S, C(, k)]
+    return picked.mean(axis=(1, 2))
+
+
+def hierarchical_bootstrap_ci(values, n_samples: int, seed: int, level: float = 0.95):
+    """Percentile CI of the grand mean from ``hierarchical_bootstrap_means``; (low, high), scalars or ``[k]``."""
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(hierarchical_bootstrap_means(values, n_samples, seed), [tail, 100 - tail], axis=0)
+    return low, high
+
+
+@dataclass(frozen=True)
+class GroupStatistics:
+    """A table row's seeds: per region, the mean over seeds of each seed's 15-subset average Dice (%), the SD across
+    seeds (ddof 1; None with one seed), its min and max, and the hierarchical bootstrap 95% CI."""
+
+    seeds: tuple[int, ...]
+    per_seed: dict[int, dict[str, float]]
+    mean: dict[str, float]
+    sd: dict[str, float | None]
+    low: dict[str, float]
+    high: dict[str, float]
+    ci_low: dict[str, float]
+    ci_high: dict[str, float]
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+
+def group_statistics(per_case: dict[int, pd.DataFrame], n_samples: int, seed: int) -> GroupStatistics:
+    """``per_case``: seed index -> ``per_case_average`` of that seed's run (the same cases for every seed)."""
+    seeds = tuple(sorted(per_case))
+    values = np.stack([seed_case_values(per_case, r) for r in REGIONS], axis=-1)  # [S, C, regions]
+    per_seed = {s: {r: float(v) for r, v in zip(REGIONS, values[i].mean(axis=0))} for i, s in enumerate(seeds)}
+    seed_means = values.mean(axis=1)  # [S, regions]
+    low, high = hierarchical_bootstrap_ci(values, n_samples, seed)
+    return GroupStatistics(
+        seeds=seeds, per_seed=per_seed,
+        mean={r: float(seed_means[:, i].mean()) for i, r in enumerate(REGIONS)},
+        sd={r: float(seed_means[:, i].std(ddof=1)) if len(seeds) > 1 else None for i, r in enumerate(REGIONS)},
+        low={r: float(seed_means[:, i].min()) for i, r in enumerate(REGIONS)},
+        high={r: float(seed_means[:, i].max()) for i, r in enumerate(REGIONS)},
+        ci_low={r: float(v) for r, v in zip(REGIONS, low)},
+        ci_high={r: float(v) for r, v in zip(REGIONS, high)})
+
+
+def seed_averaged_cases(per_case: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """Each case's 15-subset average Dice (%) averaged over a group's seeds (rows: cases, columns: regions)."""
+    frames = [per_case[s] for s in sorted(per_case)]
+    return sum(frames[1:], frames[0]) / len(frames)
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (family-wise error) of a family of tests, in the input order; an undefined
+    p (None) takes no part and stays None."""
+    defined = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running, m = 0.0, len(defined)
+    for rank, (p, i) in enumerate(defined):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One labelled difference of a table: ``first`` minus ``second`` in one region."""
+
+    first: str
+    second: str
+    region: str
+    difference: float         # difference of the groups' means over seeds (percentage points)
+    test: PairedTest          # Wilcoxon over test cases of the seed-averaged per-case values
+    p_holm: float | None      # Holm-adjusted over every comparison of the table
+    seed_sd: float | None     # the larger of the two groups' across-seed SDs (None: neither has two seeds)
+    label: str                # one of LABELS
+    reason: str               # why: "p and seed SD", "Holm p >= 0.05", "|difference| <= seed SD", ...
+
+
+def label_difference(difference: float, p_holm: float | None, seed_sd: float | None) -> tuple[str, str]:
+    """The rule of every table: **significant** when Holm p < ``SIGNIFICANCE`` and the difference of means exceeds
+    the larger across-seed SD; otherwise **within noise**, with the reason. A comparison of single-seed groups has
+    no seed SD to exceed, so it is within noise (seed spread unknown)."""
+    if p_holm is None:
+        return "within noise", "test undefined"
+    if p_holm >= SIGNIFICANCE:
+        return "within noise", f"Holm p >= {SIGNIFICANCE:g}"
+    if seed_sd is None:
+        return "within noise", "seed spread unknown (one seed each)"
+    if abs(difference) <= seed_sd:
+        return "within noise", "|difference| <= seed SD"
+    return "significant", f"Holm p < {SIGNIFICANCE:g} and |difference| > seed SD"
+
+
+def compare_groups(pairs: list[tuple[str, str]], per_case: dict[str, dict[int, pd.DataFrame]],
+                   statistics: dict[str, GroupStatistics]) -> list[Comparison]:
+    """Every (first, second) pair in every region, Holm-corrected together (the family: one table)."""
+    raw = []
+    for first, second in pairs:
+        a, b = seed_averaged_cases(per_case[first]), seed_averaged_cases(per_case[second])
+        for region in REGIONS:
+            sds = [s for s in (statistics[first].sd[region], statistics[second].sd[region]) if s is not None]
+            raw.append((first, second, region, statistics[first].mean[region] - statistics[second].mean[region],
+                        paired_wilcoxon(a[region], b[region]), max(sds) if sds else None))
+    adjusted = holm([test.p_value for *_, test, _ in raw])
+    return [Comparison(first, second, region, difference, test, p, sd, *label_difference(difference, p, sd))
+            for (first, second, region, difference, test, sd), p in zip(raw, adjusted)]
