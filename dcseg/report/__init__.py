@@ -29,7 +29,7 @@ from dcseg.report.inputs import (ReportSettings, load_case_metrics, load_manifes
 from dcseg.report.layout import ABLATION_ROWS, AVERAGE, METHODS, PAPER_TABLE1_METHODS, ROWS
 from dcseg.report.statistics import (Comparison, GroupStatistics, PairedTest, bootstrap_ci, compare_groups,
                                      dice_table, group_statistics, hd95_table, hierarchical_bootstrap_ci, holm,
-                                     label_difference, method_statistics, paired_wilcoxon, per_case_average)
+                                     label_difference, paired_wilcoxon, per_case_average)
 from dcseg.report.tables import (Provenance, best_keys, describe_commit, markdown_table, render_table1,
                                  render_table2, statistics_record, summary_metrics)
 
@@ -38,7 +38,7 @@ __all__ = ["ABLATION_ROWS", "AVERAGE", "METHODS", "PAPER_TABLE1_METHODS", "Compa
            "holm", "label_difference", "statistics_record",
            "ReportSettings", "ROWS", "best_keys", "bootstrap_ci", "build_report", "choose_example_case",
            "describe_commit", "dice_table", "hd95_table", "load_case_metrics", "load_manifest", "load_paper_table1",
-           "load_paper_table2", "load_run_metrics", "load_train_summary", "markdown_table", "method_statistics",
+           "load_paper_table2", "load_run_metrics", "load_train_summary", "markdown_table",
            "paired_wilcoxon", "per_case_average", "plot_dice_heatmap", "plot_example_case", "predict_example_case",
            "render_table1", "render_table2", "report_params_hash", "report_settings", "run_report",
            "summary_metrics", "write_report"]

@@ -96,24 +96,6 @@ def check_same_cases(per_case: dict[str, pd.DataFrame], files: dict[str, Path]) 
                             "rerun the evaluate stages on the same data")
 
 
-@dataclass(frozen=True)
-class MethodStatistics:
-    """A run's 15-subset average Dice (%) per region, with its bootstrap CI over test cases."""
-
-    mean: dict[str, float]
-    ci_low: dict[str, float]
-    ci_high: dict[str, float]
-
-
-def method_statistics(per_case: pd.DataFrame, n_samples: int, seed: int) -> MethodStatistics:
-    low, high = bootstrap_ci(per_case[list(REGIONS)].to_numpy(), n_samples, seed)
-    return MethodStatistics(
-        mean={r: float(per_case[r].mean()) for r in REGIONS},
-        ci_low={r: float(v) for r, v in zip(REGIONS, low)},
-        ci_high={r: float(v) for r, v in zip(REGIONS, high)},
-    )
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Seeds: a table row is a group of runs (its seeds); the statistics below are the ones the tables' captions state
 
