@@ -92,7 +92,7 @@ def test_case_folder_named_unlike_its_files_is_named(tmp_path):
     check_case_folders(tmp_path, ["BraTS20_Training_002", "BraTS20_Training_003"])  # absent: for the split check
 
 
-ONE_GRID = "expected every modality and the seg of a case on one grid"
+ONE_GRID = "expected every modality and the labels of a case on one grid"
 
 
 @pytest.mark.parametrize("kind, affine, difference", [

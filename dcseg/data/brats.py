@@ -8,14 +8,12 @@ Every problem with the input raises :class:`dcseg.data.DataError` naming the cas
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from dcseg.data.errors import DataError
+from dcseg.data.nifti import NIFTI_SUFFIXES, check_grid, finite_intensities, integer_labels, is_nifti, load_nifti
 
 # Channel order everywhere in the project (RFNet / mmFormer order: 0 = FLAIR, 1 = T1ce, 2 = T1, 3 = T2).
 MODALITIES: tuple[str, ...] = ("flair", "t1ce", "t1", "t2")
@@ -27,14 +25,6 @@ BRATS_LABELS: tuple[int, ...] = (0, 1, 2, 4)
 # named after the scan, not the case.
 SEG_NAME_QUIRKS: dict[str, str] = {"BraTS20_Training_355": "W39_1998.09.19_Segm.nii"}
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
-# The four modalities and the seg of a case must lie on one voxel grid: the same shape and affines equal entry by
-# entry within this many mm. NIfTI stores the affine in float32 (the qform as a quaternion), so one grid written by
-# two tools differs by ~1e-5 mm at BraTS's 240 mm offsets; a thousandth of a voxel is far above that and far below
-# any real misregistration.
-AFFINE_TOLERANCE_MM = 1e-3
-ONE_GRID = "expected every modality and the seg of a case on one grid"
 
 
 def find_case_file(case_dir: Path, kind: str) -> Path:
@@ -95,21 +85,6 @@ def check_case_folders(root: Path, cases) -> None:
                             f"after its files' prefix ({c})")
 
 
-def _load_nifti(path: Path, case: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read the full voxel array (as stored, scaled by scl_slope/inter if set) and the affine."""
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as e:
-        raise DataError(f"case {case}: cannot read {path.name} ({path}): {type(e).__name__}: {e}; "
-                        "expected a complete NIfTI-1 file") from e
-    if data.ndim != 3:
-        raise DataError(f"case {case}: {path.name} has shape {data.shape}; expected a 3D volume")
-    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
-        raise DataError(f"case {case}: {path.name} has dtype {data.dtype}; expected a real numeric type")
-    return data, np.asarray(img.affine, dtype=np.float64)
-
-
 def read_case(case_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read one BraTS case: image float32 ``[4, X, Y, Z]`` in :data:`MODALITIES` order, seg uint8 ``[X, Y, Z]``
     with labels in {0, 1, 2, 4}, and the 4x4 affine all its files share.
@@ -126,19 +101,15 @@ def read_case(case_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     grid = None  # (file name, shape, affine) of the first modality: every other file must match it
     for mod in MODALITIES:
         path = find_case_file(case_dir, mod)
-        data, affine = _load_nifti(path, case)
+        data, affine = load_nifti(path, f"case {case}")
         grid = grid or (path.name, data.shape, affine)
-        _check_grid(case, path.name, data.shape, affine, *grid)
-        data = data.astype(np.float32)
-        if not np.isfinite(data).all():
-            n = int((~np.isfinite(data)).sum())
-            raise DataError(f"case {case}: {path.name} has {n} NaN/inf voxels; expected finite intensities")
-        channels.append(data)
+        check_grid(f"case {case}", path.name, data.shape, affine, *grid)
+        channels.append(finite_intensities(data, f"case {case}", path.name))
     image = np.stack(channels)
 
     seg_path = find_case_file(case_dir, "seg")
-    seg_raw, seg_affine = _load_nifti(seg_path, case)
-    _check_grid(case, seg_path.name, seg_raw.shape, seg_affine, *grid)
+    seg_raw, seg_affine = load_nifti(seg_path, f"case {case}")
+    check_grid(f"case {case}", seg_path.name, seg_raw.shape, seg_affine, *grid)
     seg = labels_to_uint8(seg_raw, f"case {case}: {seg_path.name}")
 
     if not (image != 0).any():
@@ -147,43 +118,9 @@ def read_case(case_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return image, seg, grid[2]
 
 
-def _check_grid(case: str, name: str, shape, affine, ref_name: str, ref_shape, ref_affine) -> None:
-    """File ``name`` must lie on the grid of ``ref_name``: the same shape and the same affine (we never resample)."""
-    if shape != ref_shape:
-        raise DataError(f"case {case}: {name} has shape {shape} but {ref_name} has {ref_shape}; {ONE_GRID}")
-    if np.abs(affine - ref_affine).max() > AFFINE_TOLERANCE_MM:
-        this, ref = _affine_difference(affine, ref_affine)
-        raise DataError(f"case {case}: {name} has {this} but {ref_name} has {ref}; {ONE_GRID} "
-                        f"(affines equal within {AFFINE_TOLERANCE_MM:g} mm)")
-
-
-def _affine_difference(affine: np.ndarray, ref: np.ndarray) -> tuple[str, str]:
-    """The first of voxel size, axis orientation and origin that differs, as (this, ref); else both affines."""
-    views = (
-        ("voxel size", lambda a: " x ".join(f"{v:.4g}" for v in nib.affines.voxel_sizes(a)) + " mm"),
-        ("orientation", lambda a: "".join(nib.aff2axcodes(a))),
-        ("origin", lambda a: "(" + ", ".join(f"{v:.4g}" for v in a[:3, 3]) + ") mm"),
-    )
-    for what, view in views:
-        if view(affine) != view(ref):
-            return f"{what} {view(affine)}", view(ref)
-    return f"affine {np.round(affine[:3], 4).tolist()}", str(np.round(ref[:3], 4).tolist())
-
-
 def labels_to_uint8(seg: np.ndarray, where: str) -> np.ndarray:
     """Validate BraTS labels (integral values in {0, 1, 2, 4}, any numeric dtype) and return them as uint8."""
-    if np.issubdtype(seg.dtype, np.floating):
-        if not np.isfinite(seg).all():
-            raise DataError(f"{where}: NaN/inf in the segmentation; expected integer labels {BRATS_LABELS}")
-        if (seg != np.round(seg)).any():
-            bad = np.unique(seg[seg != np.round(seg)])[:5]
-            raise DataError(f"{where}: non-integral label values {bad.tolist()}; expected integers {BRATS_LABELS}")
-    values = np.unique(seg)
-    unexpected = [v for v in values.tolist() if v not in BRATS_LABELS]
-    if unexpected:
-        raise DataError(f"{where}: label values {unexpected} outside {set(BRATS_LABELS)}; expected BraTS labels "
-                        "0 background, 1 NCR/NET, 2 edema, 4 enhancing tumour")
-    return seg.astype(np.uint8)
+    return integer_labels(seg, where, BRATS_LABELS, "BraTS labels 0 background, 1 NCR/NET, 2 edema, 4 enhancing tumour")
 
 
 def list_cases(root: str | Path) -> list[str]:
@@ -195,11 +132,7 @@ def list_cases(root: str | Path) -> list[str]:
         raise DataError(f"data root {root} does not exist; expected a folder of BraTS case folders "
                         "(set data.root in params.yaml)")
     cases = sorted(p.name for p in root.iterdir()
-                   if p.is_dir() and not p.name.startswith(".") and any(_is_nifti(f.name) for f in p.iterdir()))
+                   if p.is_dir() and not p.name.startswith(".") and any(is_nifti(f.name) for f in p.iterdir()))
     if not cases:
         raise DataError(f"data root {root} holds no BraTS case folders; expected <root>/<case>/<case>_flair.nii.gz")
     return cases
-
-
-def _is_nifti(name: str) -> bool:
-    return name.lower().endswith(NIFTI_SUFFIXES)
