@@ -80,7 +80,7 @@ def modality_identification(codes: np.ndarray) -> float:
 class Disentanglement:
     """The Fig. 3 numbers of one run (see the module docstring)."""
 
-    modality_identification: float
+    modality_identification: float | None  # None with a single case (no other case to build centroids from)
     case_retrieval: float
     chance_retrieval: float        # 1 / number of cases
     same_case_similarity: float
@@ -98,7 +98,8 @@ def disentanglement(anatomy_similarity: np.ndarray, codes: np.ndarray) -> Disent
     n, m, _ = np.asarray(codes).shape
     case, modality = item_labels(n, m)
     same, different = same_and_different_case_similarity(anatomy_similarity, case, modality)
-    return Disentanglement(modality_identification(codes), cross_modality_retrieval(anatomy_similarity, case, modality),
+    identification = modality_identification(codes) if n >= 2 else None
+    return Disentanglement(identification, cross_modality_retrieval(anatomy_similarity, case, modality),
                            1.0 / n, same, different, n, m)
 
 

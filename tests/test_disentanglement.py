@@ -55,6 +55,7 @@ def test_summary_and_bad_shapes():
     result = disentanglement(np.eye(6), codes)
     assert result.cases == 3 and result.modalities == 2 and result.chance_retrieval == pytest.approx(1 / 3)
     assert result.modality_identification == 1.0
+    assert disentanglement(np.eye(2), codes[:1]).modality_identification is None  # one case: no centroids
     with pytest.raises(ValueError, match="does not match 6 items"):
         cross_modality_retrieval(np.eye(5), *item_labels(3, 2))
     with pytest.raises(ValueError, match="N >= 2"):
