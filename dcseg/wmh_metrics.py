@@ -1,5 +1,5 @@
 """The five metrics of the MICCAI 2017 WMH Segmentation Challenge, computed per scan as the organisers'
-evaluation script computes them (``docs/wmh.md`` §Metrics cites the script and lists what we define where it
+evaluation script computes them (``docs/wmh.md``, section Metrics, cites the script and lists what we define where it
 is undefined).
 
 Inputs are numpy arrays in the image's index order (nibabel's ``i, j, k``; the slice axis of the challenge data is

@@ -10,13 +10,13 @@ from .conftest import REPO
 # lowest first; a module may import from its own layer or any lower one
 LAYERS = [
     ("leaves", ("dcseg", "dcseg.experiments", "dcseg.errors", "dcseg.config", "dcseg.validate", "dcseg.io",
-                "dcseg.metrics", "dcseg.data.errors")),
+                "dcseg.metrics", "dcseg.wmh_metrics", "dcseg.disentanglement", "dcseg.data.errors")),
     ("data and devices", ("dcseg.data", "dcseg.subsets", "dcseg.figures", "dcseg.hardware")),
     ("networks", ("dcseg.models", "baselines")),
     ("registry and losses", ("dcseg.registry", "dcseg.losses")),
     ("files, inference, processes", ("dcseg.checkpoint", "dcseg.inference", "dcseg.distributed")),
     ("training and evaluation", ("dcseg.training", "dcseg.convergence", "dcseg.evaluation")),
-    ("runs, report, stage helpers", ("dcseg.runs", "dcseg.report", "dcseg.cli")),
+    ("runs, report, stage helpers", ("dcseg.runs", "dcseg.report", "dcseg.representations", "dcseg.cli")),
 ]
 
 
