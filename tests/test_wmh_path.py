@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
-from dcseg.data.preprocess import save_case
+from dcseg.data.preprocess import load_case, save_case
 from dcseg.losses import dice_loss, total_loss, weighted_cross_entropy
 from dcseg.models import MODEL_NAMES, TrainOutput
 from dcseg.subsets import SUBSET_MASKS
@@ -90,3 +90,70 @@ def test_the_sampler_draws_the_tasks_masks_and_ignores_label_2_as_foreground(tmp
     assert len(sampler.foreground[0]) == 0
     masks = {tuple(sampler.sample(step, 0, 1)[2].tolist()) for step in range(30)}
     assert masks == set(WMH.masks)
+
+
+@pytest.fixture(scope="module")
+def wmh_store(tmp_path_factory):
+    """A tiny WMH phantom (4 subjects, 8 scans, 3 x 3 x 4 mm) preprocessed through the WMH reader."""
+    from dcseg.data.dataset import READERS, build_preprocessed
+    from dcseg.data.splits import write_split
+    from dcseg.data.wmh import subject_disjoint_split
+    from dcseg.data.wmh_phantom import WmhPhantomConfig, generate
+
+    root = tmp_path_factory.mktemp("wmh")
+    stats = generate(WmhPhantomConfig(n_subjects=4, voxel_size=(3.0, 3.0, 4.0), other_pathology_fraction=0.5),
+                     root / "raw", progress=False)
+    split = subject_disjoint_split({row["scan"]: row["subject"] for row in stats}, seed=0)
+    write_split(root / "split", split)
+    build_preprocessed(root / "raw", root / "split", root / "pre", (32, 32, 32), progress=False,
+                       reader=READERS["wmh_phantom"])
+    return root / "pre", split
+
+
+def test_the_store_records_its_task_and_keeps_label_2(wmh_store):
+    from dcseg.tasks import task_of
+
+    pre, split = wmh_store
+    assert task_of(pre) is WMH and task_of(pre.parent) is BRATS  # no task.txt: BraTS
+    image, label = load_case(pre, split["train"][0])
+    assert image.shape[0] == 2 and set(np.unique(label).tolist()) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_train_and_evaluate_each_model_on_the_two_modality_store(wmh_store, tmp_path, name, one_thread):
+    from dcseg.checkpoint import load_model
+    from dcseg.convergence import ValidationConfig
+    from dcseg.evaluation import evaluate_model, summarise
+    from dcseg.inference import InferenceSettings
+    from dcseg.training import TrainSettings, train
+    from dcseg.wmh_metrics import WMH_METRICS
+
+    from .ddp_settings import TINY as TINY_OPTIONS
+
+    pre, split = wmh_store
+    crop = 32 if name == "mmformer" else 16
+    settings = TrainSettings(model=name, width="cpu", overrides=TINY_OPTIONS[name], steps=2, steps_per_epoch=1,
+                             batch_size=2, crop=crop, checkpoint_every=1, log_every=1, precision="fp32",
+                             channels_last=False, foreground_fraction=0.5,
+                             validation=ValidationConfig(every=2, subsets=("t1", "flair+t1")), eval_patch=32)
+    summary = train(settings, pre, tmp_path / "run", tmp_path / "ckpt.pt", progress=False)
+    assert set(summary["validation"]["last"]) >= {"WMH", "mean"}
+    model, meta = load_model(tmp_path / "run" / "model.pt")
+    assert meta["overrides"]["num_modalities"] == 2 and meta["overrides"]["num_classes"] == 2
+    rows = evaluate_model(model.eval(), pre, split["test"], InferenceSettings(patch=32, subset_batch=3), 500.0,
+                          progress=False)
+    assert list(rows.columns) == ["case", "subset", "region", *WMH_METRICS]
+    assert len(rows) == len(split["test"]) * 3 and set(rows.subset) == {"t1", "flair", "flair+t1"}
+    result = summarise(rows, WMH)
+    assert list(result["subsets"]) == ["t1", "flair", "flair+t1"]  # Table 3's order
+    assert 0 <= result["average"]["dice"]["WMH"] <= 1
+    # a BraTS validation subset is refused on this data, naming the key
+    with pytest.raises(Exception, match="validation subset 't1ce' is not one of the wmh data's subsets"):
+        train(dataclasses_replace(settings, validation=ValidationConfig(every=1, subsets=("t1ce",))), pre,
+              tmp_path / "bad", tmp_path / "bad.pt", progress=False)
+
+
+def dataclasses_replace(settings, **changes):
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)
