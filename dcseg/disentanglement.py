@@ -51,14 +51,15 @@ def cross_modality_retrieval(similarity: np.ndarray, case: np.ndarray, modality:
 
 
 def same_and_different_case_similarity(similarity: np.ndarray, case: np.ndarray,
-                                       modality: np.ndarray) -> tuple[float, float]:
+                                       modality: np.ndarray) -> tuple[float, float | None]:
     """Mean similarity over cross-modality pairs of the same case, and over cross-modality pairs of different
-    cases."""
+    cases (None with a single case)."""
     similarity, case, modality = np.asarray(similarity, float), np.asarray(case), np.asarray(modality)
     _check(similarity, case, modality)
     across = modality[:, None] != modality[None, :]
     same = case[:, None] == case[None, :]
-    return float(similarity[across & same].mean()), float(similarity[across & ~same].mean())
+    different = similarity[across & ~same]
+    return float(similarity[across & same].mean()), (float(different.mean()) if different.size else None)
 
 
 def modality_identification(codes: np.ndarray) -> float:
@@ -84,7 +85,7 @@ class Disentanglement:
     case_retrieval: float
     chance_retrieval: float        # 1 / number of cases
     same_case_similarity: float
-    different_case_similarity: float
+    different_case_similarity: float | None  # None with a single case
     cases: int
     modalities: int
 

@@ -20,13 +20,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dcseg.data.errors import DataError
 from dcseg.losses import pairwise_global_ssim, pairwise_windowed_ssim
 
 
 def centre_window(shape, patch: int) -> tuple[slice, slice, slice]:
     """The ``patch``^3 window at the centre of a volume of ``shape`` (each axis >= patch; the odd voxel before)."""
     if min(shape) < patch:
-        raise ValueError(f"volume {tuple(shape)} is smaller than the window {patch}")
+        raise DataError(f"a preprocessed volume of shape {tuple(shape)} is smaller than the evaluation window {patch}; "
+                        "raise preprocess.min_size to at least the window")
     return tuple(slice((n - patch) // 2, (n - patch) // 2 + patch) for n in shape)
 
 
@@ -118,7 +120,7 @@ def embed_2d(vectors: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     k = len(vectors)
-    perplexity = float(min(30.0, max(2.0, (k - 1) / 3)))
+    perplexity = float(min(30.0, max(1.0, (k - 1) / 3)))  # scikit-learn needs perplexity < k
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
         np.asarray(vectors, np.float64))
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -41,10 +42,9 @@ from dcseg.metrics import dice, image_diagonal_mm
 WMH_LABEL = 1
 OTHER_PATHOLOGY_LABEL = 2  # excluded from training losses and scoring
 WMH_METRICS = ("dice", "hd95", "avd", "recall", "f1")
-HIGHER_IS_BETTER = {"dice": True, "hd95": False, "avd": False, "recall": True, "f1": True}
 
 _IN_PLANE_SQUARE = np.ones((3, 3, 1), bool)  # ITK BinaryErode radius (1, 1, 0), ball kernel: the full 3x3
-_FULLY_CONNECTED = np.ones((3, 3, 3), bool)  # ITK ConnectedComponent SetFullyConnected(True): 26 neighbours
+FULLY_CONNECTED = np.ones((3, 3, 3), bool)  # ITK ConnectedComponent SetFullyConnected(True): 26 neighbours
 
 
 def binarise_prediction(prediction: np.ndarray) -> np.ndarray:
@@ -62,6 +62,11 @@ def masked_pair(reference: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarr
     reference, prediction = np.asarray(reference), np.asarray(prediction)
     if reference.shape != prediction.shape:
         raise ValueError(f"reference shape {reference.shape} != prediction shape {prediction.shape}")
+    if reference.ndim != 3:
+        raise ValueError(f"expected 3-D label maps, got shape {reference.shape}")
+    unexpected = sorted(set(np.unique(reference).tolist()) - {0, WMH_LABEL, OTHER_PATHOLOGY_LABEL})
+    if unexpected:
+        raise ValueError(f"reference label values {unexpected} outside {{0, 1, 2}} (background, WMH, other pathology)")
     ref = reference == WMH_LABEL
     pred = binarise_prediction(prediction) & (reference != OTHER_PATHOLOGY_LABEL)
     return ref, pred
@@ -87,16 +92,12 @@ def world_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return index @ np.asarray(affine, float)[:3, :3].T + np.asarray(affine, float)[:3, 3]
 
 
-def voxel_size(affine: np.ndarray) -> np.ndarray:
-    """Voxel edge lengths (mm) of an index-to-world affine."""
-    return np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
-
-
-def hd95(ref: np.ndarray, pred: np.ndarray, affine: np.ndarray) -> float:
+def wmh_hd95(ref: np.ndarray, pred: np.ndarray, affine: np.ndarray) -> float:
+    """The challenge's HD95 (mm) of two boolean masks (reference first; the module docstring says how)."""
     if not ref.any() and not pred.any():
         return 0.0
     if not ref.any() or not pred.any():
-        return image_diagonal_mm(ref.shape, voxel_size(affine))
+        return image_diagonal_mm(ref.shape, nib.affines.voxel_sizes(np.asarray(affine, float)))
     a, b = world_points(_edge(ref), affine), world_points(_edge(pred), affine)
     to_a = cKDTree(a).query(b, k=1)[0]
     to_b = cKDTree(b).query(a, k=1)[0]
@@ -112,8 +113,8 @@ def avd(ref: np.ndarray, pred: np.ndarray) -> float:
 
 def lesion_detection(ref: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     """(lesion recall, lesion F1) with the script's definitions (module docstring)."""
-    components, n_ref = ndimage.label(ref, structure=_FULLY_CONNECTED)
-    n_pred = ndimage.label(pred, structure=_FULLY_CONNECTED)[1]
+    components, n_ref = ndimage.label(ref, structure=FULLY_CONNECTED)
+    n_pred = ndimage.label(pred, structure=FULLY_CONNECTED)[1]
     touched = np.unique(components[pred & ref])
     n_touched = int(np.count_nonzero(touched))
     if n_ref == 0:
@@ -130,9 +131,9 @@ def wmh_scores(reference: np.ndarray, prediction: np.ndarray, affine: np.ndarray
     """The five challenge metrics of one scan, keyed by ``WMH_METRICS``."""
     ref, pred = masked_pair(reference, prediction)
     recall, f1 = lesion_detection(ref, pred)
-    return {"dice": dice(ref, pred), "hd95": hd95(ref, pred, affine), "avd": avd(ref, pred), "recall": recall,
+    return {"dice": dice(ref, pred), "hd95": wmh_hd95(ref, pred, affine), "avd": avd(ref, pred), "recall": recall,
             "f1": f1}
 
 
-__all__ = ["WMH_METRICS", "WMH_LABEL", "OTHER_PATHOLOGY_LABEL", "wmh_scores", "masked_pair", "boundary", "hd95",
-           "lesion_detection", "avd", "binarise_prediction", "voxel_size"]
+__all__ = ["WMH_METRICS", "WMH_LABEL", "OTHER_PATHOLOGY_LABEL", "FULLY_CONNECTED", "wmh_scores", "masked_pair",
+           "boundary", "wmh_hd95", "lesion_detection", "avd", "binarise_prediction"]

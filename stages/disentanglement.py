@@ -24,13 +24,14 @@ def main(argv):
     from dcseg.data.splits import read_split
     from dcseg.evaluation import evaluation_settings, load_trained_model
     from dcseg.io import write_text_atomic
-    from dcseg.representations import HOW, draw, figure_runs, measure_run
+    from dcseg.data.errors import DataError
+    from dcseg.representations import FIGURE_VARIANTS, HOW, draw, figure_runs, measure_run
     from dcseg.subsets import MODALITY_LABELS
 
     cfg = load_run_params(argv)
     runs = figure_runs(cfg, lambda run: (run.model_dir / "model.pt").is_file())
     if not runs:
-        raise FileNotFoundError("no trained DC-Seg model for Fig. 3 (models/dcseg_seedR/model.pt); run the training")
+        raise DataError("no trained DC-Seg model for Fig. 3 (models/dcseg_seedR/model.pt); run the training first")
     settings, _, device, hardware = evaluation_settings(cfg, "dcseg")
     cases = read_split(PREPROCESSED / "split")["test"]
     results, record = {}, {"how": HOW, "patch": settings.patch, "cases": len(cases), "runs": {}}
@@ -44,11 +45,12 @@ def main(argv):
         record["input"] = result["input"]  # the same for every run: the windows depend on the data only
         n = result["numbers"]
         identified = "n/a" if n.modality_identification is None else f"{n.modality_identification:.3f}"
+        different = "n/a" if n.different_case_similarity is None else f"{n.different_case_similarity:.4f}"
         print(f"disentanglement: {run.name}: modality identification {identified}, case "
               f"retrieval {n.case_retrieval:.3f} (chance {n.chance_retrieval:.3f}; input windows "
               f"{result['input']['case_retrieval']:.3f}), similarity same case {n.same_case_similarity:.4f} vs "
-              f"different {n.different_case_similarity:.4f}")
-    record["left_out"] = [v for v in ("full", "no_contrastive", "no_ana", "no_mod") if v not in results]
+              f"different {different}")
+    record["left_out"] = [v for v in FIGURE_VARIANTS if v not in results]
     record["hardware"] = hardware.describe()
     draw(results, tuple(MODALITY_LABELS[m] for m in MODALITIES), FIGURE, seed=int(cfg.report.seed))
     write_text_atomic(NUMBERS, json.dumps(record, indent=2) + "\n")

@@ -40,9 +40,11 @@ def test_reads_a_challenge_scan_keeping_label_2_and_its_anisotropic_grid(tmp_pat
     assert np.allclose(nib.affines.voxel_sizes(affine), (0.96, 0.96, 3.0))
     flair = nib.load(str(folder / "pre/FLAIR.nii.gz")).get_fdata()
     assert np.allclose(image[0], flair)  # channel 0 is FLAIR, 1 is T1
-    _write(tmp_path, "GE3T", "100", label_dtype=np.uint8, suffix=".nii")  # integer labels, plain .nii
-    assert list(list_scans(tmp_path)) == ["GE3T_100", "Utrecht_0"]
-    assert read_scan(tmp_path / "GE3T" / "100")[1].max() == 2
+    # integer labels, plain .nii, and a scanner level below the site (the public release's Amsterdam/GE3T/<id>)
+    _write(tmp_path / "Amsterdam", "GE3T", "100", label_dtype=np.uint8, suffix=".nii")
+    scans = list_scans(tmp_path)
+    assert list(scans) == ["Amsterdam_GE3T_100", "Utrecht_0"]
+    assert read_scan(scans["Amsterdam_GE3T_100"])[1].max() == 2
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -69,7 +71,7 @@ def test_listing_refuses_a_missing_or_empty_root(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         list_scans(tmp_path / "nowhere")
     (tmp_path / "Utrecht" / "0").mkdir(parents=True)  # no pre/ and no wmh file: not a scan
-    with pytest.raises(DataError, match="holds no WMH scan folders"):
+    with pytest.raises(DataError, match="site folder .*Utrecht holds no scan folders"):
         list_scans(tmp_path)
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from dcseg.wmh_metrics import avd, binarise_prediction, boundary, hd95, lesion_detection, masked_pair, wmh_scores
+from dcseg.wmh_metrics import avd, binarise_prediction, boundary, lesion_detection, masked_pair, wmh_hd95, wmh_scores
 
 UNIT = np.eye(4)
 
@@ -59,14 +59,14 @@ def test_hd95_in_world_millimetres_with_anisotropic_slices():
     ref[1:6, 1:6, 0] = True
     pred = np.roll(ref, 2, axis=2)  # the same square two slices up
     affine = np.diag([0.96, 0.96, 3.0, 1.0])
-    assert hd95(ref, pred, affine) == pytest.approx(6.0)  # every edge point is 2 x 3 mm from its counterpart
+    assert wmh_hd95(ref, pred, affine) == pytest.approx(6.0)  # every edge point is 2 x 3 mm from its counterpart
     # one far detection among ten matched ones: directed 95th percentile = 0.5 x its distance (positions 9 and 10
     # of 11 sorted values, 0.95 x 10 = 9.5), the other direction 0
     ref = np.zeros((40, 1, 1), bool)
     ref[0:20:2] = True
     pred = ref.copy()
     pred[39] = True
-    assert hd95(ref, pred, UNIT) == pytest.approx(0.5 * (39 - 18))
+    assert wmh_hd95(ref, pred, UNIT) == pytest.approx(0.5 * (39 - 18))
 
 
 def test_lesion_counts_use_26_connectivity_and_the_scripts_precision():
@@ -111,6 +111,10 @@ def test_empty_masks_follow_the_documented_conventions():
     assert wmh_scores(other, (other == 2).astype(np.uint8), affine)["dice"] == 1.0
 
 
-def test_shape_mismatch_is_refused():
+def test_shape_mismatch_and_unknown_labels_are_refused():
     with pytest.raises(ValueError, match=r"reference shape \(3, 3, 1\) != prediction shape \(4, 3, 1\)"):
         wmh_scores(_line([0, 1, 0]), _line([0, 1, 0, 0]), UNIT)
+    with pytest.raises(ValueError, match=r"reference label values \[4\] outside"):
+        wmh_scores(_line([0, 4, 0]), _line([0, 1, 0]), UNIT)
+    with pytest.raises(ValueError, match="expected 3-D label maps"):
+        wmh_scores(np.zeros((3, 3)), np.zeros((3, 3)), UNIT)

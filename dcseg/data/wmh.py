@@ -2,8 +2,10 @@
 
 Layout (MICCAI 2017 WMH challenge, also written by ``dcseg.data.wmh_phantom``; ``docs/wmh.md``):
 ``<root>/<site>/<id>/pre/FLAIR.nii.gz``, ``<root>/<site>/<id>/pre/T1.nii.gz`` (T1 registered to FLAIR) and
-``<root>/<site>/<id>/wmh.nii.gz`` (0 background, 1 WMH, 2 other pathology; ``.nii`` is accepted too). A scan's id
-is ``<site>_<id>``. Images keep their own grid, anisotropic slices included: nothing is resampled.
+``<root>/<site>/<id>/wmh.nii.gz`` (0 background, 1 WMH, 2 other pathology; ``.nii`` is accepted too). A site may
+hold one level of scanner folders (``Amsterdam/GE3T/<id>``). A scan's id is its folder path below the root joined
+by ``_`` (``Utrecht_0``, ``Amsterdam_GE3T_100``). Images keep their own grid, anisotropic slices included: nothing is
+resampled.
 
 Every problem with the input raises :class:`dcseg.data.DataError` naming the scan and the file.
 """
@@ -15,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from dcseg.data.errors import DataError
-from dcseg.data.splits import SPLIT_NAMES, make_split
 from dcseg.data.nifti import NIFTI_SUFFIXES, check_grid, finite_intensities, integer_labels, load_nifti
+from dcseg.data.splits import SPLIT_NAMES, make_split
 
 # Channel order of the two-modality path (the paper's Table 3 columns: FLAIR, T1).
 WMH_MODALITIES: tuple[str, ...] = ("flair", "t1")
@@ -31,8 +33,17 @@ SUBJECT_PROPORTIONS = (26, 5, 10)
 SUBJECTS_FILE = "subjects.csv"  # scan,subject: beside the split's train/val/test.txt
 
 
-def scan_id(site: str, subject: str) -> str:
-    return f"{site}_{subject}"
+def scan_id(*parts: str) -> str:
+    """``Utrecht``, ``0`` -> ``Utrecht_0``."""
+    return "_".join(parts)
+
+
+def _is_scan(folder: Path) -> bool:
+    return (folder / "pre").is_dir() or any((folder / f"{LABEL_FILE}{s}").is_file() for s in NIFTI_SUFFIXES)
+
+
+def _folders(parent: Path) -> list[Path]:
+    return sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _find(scan_dir: Path, stem: str, scan: str) -> Path:
@@ -53,7 +64,7 @@ def read_scan(scan_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     labels outside {0, 1, 2} or non-integral, and an all-zero FLAIR.
     """
     scan_dir = Path(scan_dir)
-    scan = scan_id(scan_dir.parent.name, scan_dir.name)
+    scan = scan_id(scan_dir.parent.name, scan_dir.name)  # (a scanner level shows as its last two folders)
     if not scan_dir.is_dir():
         raise DataError(f"scan {scan}: {scan_dir} is not a directory; expected a WMH challenge scan folder")
     where = f"scan {scan}"
@@ -75,21 +86,30 @@ def read_scan(scan_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def list_scans(root: str | Path) -> dict[str, Path]:
-    """Scan id -> folder for every ``<root>/<site>/<id>`` that holds a ``pre`` folder or a ``wmh`` file (hidden
-    folders excepted), sorted by id. A folder with misnamed files is still listed, so reading it names the file
-    looked for instead of the scan vanishing."""
+    """Scan id -> folder for every ``<root>/<site>/<id>`` (or ``<root>/<site>/<scanner>/<id>``) that holds a ``pre``
+    folder or a ``wmh`` file (hidden folders excepted), sorted by id. A folder with misnamed files is still listed,
+    so reading it names the file looked for instead of the scan vanishing; a site folder holding neither scans nor
+    scanner folders of scans is an error, not a silent gap."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist; expected <root>/<site>/<id>/pre/FLAIR.nii.gz "
                         "(the WMH challenge layout; set the wmh data.root)")
     scans = {}
-    for site in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for folder in sorted(p for p in site.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if (folder / "pre").is_dir() or any((folder / f"{LABEL_FILE}{s}").is_file() for s in NIFTI_SUFFIXES):
-                sid = scan_id(site.name, folder.name)
-                if sid in scans:
-                    raise DataError(f"data root {root}: scan id {sid} names two folders ({scans[sid]}, {folder})")
-                scans[sid] = folder
+    for site in _folders(root):
+        found = []
+        for folder in _folders(site):
+            if _is_scan(folder):
+                found.append(folder)
+            else:  # a scanner level (Amsterdam/GE3T/<id>)
+                found += [scan for scan in _folders(folder) if _is_scan(scan)]
+        if not found:
+            raise DataError(f"site folder {site} holds no scan folders; expected {site}/<id>/pre/FLAIR.nii.gz or "
+                            f"{site}/<scanner>/<id>/pre/FLAIR.nii.gz")
+        for folder in found:
+            sid = scan_id(*folder.relative_to(root).parts)
+            if sid in scans:
+                raise DataError(f"data root {root}: scan id {sid} names two folders ({scans[sid]}, {folder})")
+            scans[sid] = folder
     if not scans:
         raise DataError(f"data root {root} holds no WMH scan folders; expected <root>/<site>/<id>/pre/FLAIR.nii.gz")
     return dict(sorted(scans.items()))
