@@ -44,10 +44,17 @@ def _brats_cases(raw_dir: Path) -> dict[str, Path]:
     return {c: raw_dir / c for c in list_cases(raw_dir)}
 
 
-BRATS_READER = Reader("brats", _brats_cases, read_case,
-                      lambda d: [find_case_file(d, mod).name for mod in MODALITIES], BRATS_TO_CLASS, LABEL_NAMES)
-WMH_READER = Reader("wmh", list_scans, read_scan, lambda d: [MODALITY_FILES[m] for m in WMH_MODALITIES],
-                    KEEP_LABELS, ("background", "wmh", "other_pathology"))
+def _brats_files(case_dir: Path) -> list[str]:
+    return [find_case_file(case_dir, mod).name for mod in MODALITIES]
+
+
+def _wmh_files(scan_dir: Path) -> list[str]:
+    return [MODALITY_FILES[m] for m in WMH_MODALITIES]
+
+
+# (module-level functions, not lambdas: a Reader goes to the worker processes)
+BRATS_READER = Reader("brats", _brats_cases, read_case, _brats_files, BRATS_TO_CLASS, LABEL_NAMES)
+WMH_READER = Reader("wmh", list_scans, read_scan, _wmh_files, KEEP_LABELS, ("background", "wmh", "other_pathology"))
 READERS = {"phantom": BRATS_READER, "brats2020": BRATS_READER, "wmh_phantom": WMH_READER, "wmh2017": WMH_READER}
 
 # The BraTS 2020 archive unpacks into this folder; accept it one level below the data root.
