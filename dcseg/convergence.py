@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from dcseg import validate
-from dcseg.metrics import REGIONS
 from dcseg.subsets import SUBSETS
 
 TAIL = 0.3   # the share of the training steps the rule looks at: the final 30 %
@@ -61,25 +60,29 @@ def due(step: int, total: int, every: int) -> bool:
 
 
 def score_validation(model, preprocessed_dir: str | Path, cases: list[str], subsets: tuple[str, ...], settings,
-                     device) -> dict[str, float]:
-    """Mean Dice (unprocessed) over ``cases`` x ``subsets`` of each region, and their mean (``MEAN``). ``model``
-    must be in eval mode; ``settings``: the evaluation's ``InferenceSettings``."""
+                     device, task=None) -> dict[str, float]:
+    """Mean Dice (unprocessed) over ``cases`` x ``subsets`` of each of the task's regions (default BraTS: WT, TC,
+    ET), and their mean (``MEAN``). ``model`` must be in eval mode; ``settings``: the evaluation's
+    ``InferenceSettings``. A label the task ignores is removed from the prediction first, as the scoring does."""
     from dcseg.data.preprocess import load_case
     from dcseg.inference import predict_labels
-    from dcseg.metrics import brats_regions, dice
+    from dcseg.metrics import dice
     from dcseg.subsets import subset_by_name
+    from dcseg.tasks import BRATS
 
-    masks = [subset_by_name(name).mask for name in subsets]
-    scores = {r: [] for r in REGIONS}
+    task = task or BRATS
+    masks = [subset_by_name(name, task.subsets).mask for name in subsets]
+    scores = {r: [] for r in task.regions}
     for case in cases:
         image, label = load_case(preprocessed_dir, case)
-        truth = brats_regions(np.asarray(label))
+        label = np.asarray(label)
+        truth = task.region_masks(label)
         for prediction in predict_labels(model, np.array(image), settings, masks, device).numpy():
-            predicted = brats_regions(prediction)
-            for region in REGIONS:
+            predicted = task.region_masks(prediction, reference=label)
+            for region in task.regions:
                 scores[region].append(dice(predicted[region], truth[region]))
     result = {r: float(np.mean(v)) for r, v in scores.items()}
-    result[MEAN] = float(np.mean([result[r] for r in REGIONS]))
+    result[MEAN] = float(np.mean([result[r] for r in task.regions]))
     return result
 
 

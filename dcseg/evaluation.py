@@ -1,9 +1,11 @@
-"""Evaluation of a trained model on the test split: every case x the 15 modality subsets x the 3 BraTS regions.
+"""Evaluation of a trained model on the test split: every case x the task's modality subsets x its regions
+(``dcseg.tasks``: BraTS 15 subsets x WT, TC, ET; WMH 3 subsets x WMH).
 
-Per (case, subset, region): Dice, Dice after the ET post-processing (``dice_post``; only ET can differ) and HD95 of
-the unprocessed prediction, on the preprocessed (cropped) grid, in mm from the manifest's spacing. Results:
-``metrics/<model>_cases.csv`` (one row per case, subset and region) and ``metrics/<model>.json``: per subset the mean
-over cases, and their mean over the 15 subsets (the numbers of the paper's Table 1).
+BraTS, per (case, subset, region): Dice, Dice after the ET post-processing (``dice_post``; only ET can differ) and
+HD95 of the unprocessed prediction. WMH: the challenge's five metrics (``dcseg.wmh_metrics``: Dice, HD95, AVD, lesion
+recall, lesion F1; label 2 masked out). Both on the preprocessed (cropped) grid, in mm from the manifest's spacing.
+Results: ``metrics/<model>_cases.csv`` (one row per case, subset and region) and ``metrics/<model>.json``: per subset
+the mean over cases, and their mean over the subsets (the numbers of the paper's Tables 1 and 3).
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from dcseg.data.manifest import read_manifest
 from dcseg.data.preprocess import load_case
 from dcseg.hardware import DEVICES, PRECISIONS, Hardware, memory_format, resolve
 from dcseg.inference import WEIGHTINGS, InferenceSettings, check_patch, predict_labels
-from dcseg.metrics import (CASE_COLUMNS, METRICS, REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels,
+from dcseg.metrics import (CASE_COLUMNS, REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels,
                            remove_small_et)
-from dcseg.subsets import SUBSET_MASKS, SUBSETS, Subset
+from dcseg.subsets import SUBSETS, Subset
+from dcseg.tasks import BRATS, Task, task_of
+from dcseg.wmh_metrics import WMH_METRICS, wmh_scores
 
 AXES = "xyz"
 MANIFEST_COLUMNS = ("case",) + tuple(f"spacing_{a}" for a in AXES) + tuple(f"orig_{a}" for a in AXES)
@@ -122,30 +126,53 @@ def score_case(case: str, predictions: np.ndarray, label: np.ndarray, spacing, e
 def evaluate_model(model: nn.Module, preprocessed_dir: str | Path, cases: list[str], settings: InferenceSettings,
                    et_min_volume_mm3: float, device: str | torch.device = "cpu", progress: bool = True
                    ) -> pd.DataFrame:
-    """Predict every case for the 15 subsets and score it; one row per (case, subset, region)."""
+    """Predict every case for the task's subsets and score it; one row per (case, subset, region)."""
     manifest = manifest_by_case(preprocessed_dir)
+    task = task_of(preprocessed_dir)
     rows = []
     bar = tqdm(cases, desc="evaluate", unit="case", disable=not progress)
     for case in bar:
         spacing, diagonal = case_geometry(manifest, case)
         image, label = load_case(preprocessed_dir, case)
-        predictions = predict_labels(model, np.array(image), settings, SUBSET_MASKS, device).numpy()
-        rows += score_case(case, predictions, np.asarray(label), spacing, diagonal,
-                           mm3_to_voxels(et_min_volume_mm3, spacing))
+        predictions = predict_labels(model, np.array(image), settings, task.masks, device).numpy()
+        if task is BRATS:
+            rows += score_case(case, predictions, np.asarray(label), spacing, diagonal,
+                               mm3_to_voxels(et_min_volume_mm3, spacing))
+        else:
+            rows += score_wmh_case(case, predictions, np.asarray(label), spacing, task)
         done = pd.DataFrame(rows)
-        bar.set_postfix({f"dice_{r}": f"{done.loc[done.region == r, 'dice'].mean():.3f}" for r in REGIONS})
-    return pd.DataFrame(rows, columns=list(CASE_COLUMNS))
+        bar.set_postfix({f"dice_{r}": f"{done.loc[done.region == r, 'dice'].mean():.3f}" for r in task.regions})
+    return pd.DataFrame(rows, columns=list(case_columns(task)))
 
 
-def summarise(case_metrics: pd.DataFrame) -> dict:
-    """Per-subset means over cases, and the mean of those over the subsets, of every metric and region."""
+def case_columns(task: Task) -> tuple[str, ...]:
+    """The columns of metrics/<run>_cases.csv for a task."""
+    return CASE_COLUMNS if task is BRATS else ("case", "subset", "region") + WMH_METRICS
+
+
+def score_wmh_case(case: str, predictions: np.ndarray, label: np.ndarray, spacing, task: Task) -> list[dict]:
+    """Rows of one WMH case: per subset, the challenge's five metrics (label 2 of ``label`` masked out)."""
+    affine = np.diag([*map(float, spacing), 1.0])  # distances need the voxel size only
+    rows = []
+    for subset, prediction in zip(task.subsets, predictions):
+        for region, classes in task.regions.items():
+            scores = wmh_scores(label, np.isin(prediction, classes).astype(np.uint8), affine)
+            rows.append({"case": case, "subset": subset.name, "region": region, **scores})
+    return rows
+
+
+def summarise(case_metrics: pd.DataFrame, task: Task = BRATS) -> dict:
+    """Per-subset means over cases (NaN values left out: an undefined WMH AVD), and the mean of those over the
+    subsets, of every metric and region."""
     if case_metrics.empty:
         raise ValueError("no case metrics to summarise")
-    means = case_metrics.groupby(["subset", "region"])[list(METRICS)].mean()
-    names = [s.name for s in SUBSETS if s.name in means.index.get_level_values("subset")]
-    per_subset = {name: {m: {r: float(means.loc[(name, r), m]) for r in REGIONS} for m in METRICS}
+    metrics = [c for c in case_columns(task) if c not in ("case", "subset", "region")]
+    regions = list(task.regions)
+    means = case_metrics.groupby(["subset", "region"])[metrics].mean()
+    names = [s.name for s in task.subsets if s.name in means.index.get_level_values("subset")]
+    per_subset = {name: {m: {r: float(means.loc[(name, r), m]) for r in regions} for m in metrics}
                   for name in names}
-    average = {m: {r: float(np.mean([per_subset[n][m][r] for n in names])) for r in REGIONS} for m in METRICS}
+    average = {m: {r: float(np.mean([per_subset[n][m][r] for n in names])) for r in regions} for m in metrics}
     summary = {"average": average, "subsets": per_subset, "n_cases": int(case_metrics["case"].nunique())}
     return summary
 
@@ -168,7 +195,7 @@ def run_evaluation(model: nn.Module, preprocessed_dir: str | Path, cases: list[s
     case_metrics = evaluate_model(model, preprocessed_dir, cases, settings, et_min_volume_mm3, device, progress)
     # the written summary holds results only, so two runs with the same inputs give byte-identical metrics files
     # (and `dvc metrics diff` shows only real changes); the wall time is returned and printed instead
-    summary = summarise(case_metrics)
+    summary = summarise(case_metrics, task_of(preprocessed_dir))
     if hardware is not None:  # the thread count is left out: it follows the machine's load, not the settings
         summary["hardware"] = {k: v for k, v in hardware.record().items() if k != "threads"}
     write_results(case_metrics, summary, cases_csv, summary_json)
@@ -177,8 +204,10 @@ def run_evaluation(model: nn.Module, preprocessed_dir: str | Path, cases: list[s
 
 def format_summary(summary: dict) -> str:
     """A small text table: per subset and on average, Dice / Dice (ET post-processed) / HD95 per region."""
-    header = f"{'subset':<22}" + "".join(f"{m + ' ' + r:>14}" for m in METRICS for r in REGIONS)
+    metrics = list(summary["average"])
+    regions = list(summary["average"][metrics[0]])
+    header = f"{'subset':<22}" + "".join(f"{m + ' ' + r:>14}" for m in metrics for r in regions)
     lines = [header]
     for name, values in list(summary["subsets"].items()) + [("average", summary["average"])]:
-        lines.append(f"{name:<22}" + "".join(f"{values[m][r]:>14.4f}" for m in METRICS for r in REGIONS))
+        lines.append(f"{name:<22}" + "".join(f"{values[m][r]:>14.4f}" for m in metrics for r in regions))
     return "\n".join(lines)

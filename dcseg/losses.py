@@ -70,31 +70,58 @@ def _as_float(t):
 # Segmentation (L_seg, L_reg): weighted cross-entropy + Dice, as the references
 
 
-def _class_weights(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
-    """w_{b,c} = 1 - N_{b,c} / N_b: one minus the fraction of sample b's voxels in class c. ``[B, K]``."""
+def _class_weights(labels: torch.Tensor, num_classes: int, dtype: torch.dtype,
+                   valid: torch.Tensor | None = None) -> torch.Tensor:
+    """w_{b,c} = 1 - N_{b,c} / N_b: one minus the fraction of sample b's voxels in class c. ``[B, K]``. With
+    ``valid`` (bool, like labels) only the valid voxels are counted, in N_{b,c} and in N_b."""
     flat = labels.flatten(1)
     counts = torch.zeros(flat.shape[0], num_classes, dtype=dtype, device=labels.device)
-    counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=dtype))
-    return 1 - counts / flat.shape[1]
+    if valid is None:
+        counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=dtype))
+        return 1 - counts / flat.shape[1]
+    ones = valid.flatten(1).to(dtype)
+    counts.scatter_add_(1, flat, ones)
+    return 1 - counts / ones.sum(1, keepdim=True).clamp_min(1)
 
 
-def _weighted_ce_from_log_probs(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """mean over (b, voxel) of sum_c -w_{b,c} t_{b,c} log p_{b,c}, with log p already clamped."""
-    weights = _class_weights(labels, log_probs.shape[1], log_probs.dtype)
+def _weighted_ce_from_log_probs(log_probs: torch.Tensor, labels: torch.Tensor,
+                                valid: torch.Tensor | None = None) -> torch.Tensor:
+    """mean over (b, voxel) of sum_c -w_{b,c} t_{b,c} log p_{b,c}, with log p already clamped; with ``valid``, the
+    mean over the valid voxels."""
+    weights = _class_weights(labels, log_probs.shape[1], log_probs.dtype, valid)
     voxel_weights = weights.gather(1, labels.flatten(1)).view_as(labels)
     picked = log_probs.gather(1, labels.unsqueeze(1)).squeeze(1)
-    return -(voxel_weights * picked).mean()
+    if valid is None:
+        return -(voxel_weights * picked).mean()
+    mask = valid.to(picked.dtype)
+    return -(voxel_weights * picked * mask).sum() / mask.sum().clamp_min(1)
 
 
-def _dice_from_probs(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """1 - (1/K) sum_c 2 sum(p_c t_c) / (sum p_c + sum t_c + 1e-7), sums over the whole batch and space."""
+def _dice_from_probs(probs: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - (1/K) sum_c 2 sum(p_c t_c) / (sum p_c + sum t_c + 1e-7), sums over the whole batch and space (with
+    ``valid``: over the valid voxels only)."""
     k = probs.shape[1]
     flat_labels = labels.flatten()
     picked = probs.gather(1, labels.unsqueeze(1)).flatten()  # p of the true class at every voxel
+    if valid is None:
+        label_volume = torch.bincount(flat_labels, minlength=k).to(probs.dtype)
+        prediction_volume = probs.transpose(0, 1).flatten(1).sum(1)
+    else:
+        mask = valid.flatten().to(probs.dtype)
+        picked = picked * mask
+        label_volume = torch.zeros(k, dtype=probs.dtype, device=probs.device).index_add(0, flat_labels, mask)
+        prediction_volume = (probs * valid.unsqueeze(1).to(probs.dtype)).transpose(0, 1).flatten(1).sum(1)
     intersection = torch.zeros(k, dtype=probs.dtype, device=probs.device).index_add(0, flat_labels, picked)
-    label_volume = torch.bincount(flat_labels, minlength=k).to(probs.dtype)
-    prediction_volume = probs.transpose(0, 1).flatten(1).sum(1)
     return 1 - (2 * intersection / (prediction_volume + label_volume + DICE_EPS)).mean()
+
+
+def split_ignored(labels: torch.Tensor, ignore_label: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(class indices with ignored voxels set to 0, the valid-voxel mask or None): voxels labelled ``ignore_label``
+    (the WMH challenge's "other pathology") take no part in any loss term."""
+    if ignore_label is None:
+        return labels, None
+    valid = labels != ignore_label
+    return torch.where(valid, labels, torch.zeros_like(labels)), valid
 
 
 def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -105,53 +132,61 @@ def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
 
 
 @_float32
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_label: int | None = None
+                           ) -> torch.Tensor:
     """Reference ``softmax_weighted_loss``: mean_{b,v} -w_{b,y} log(clamp(softmax(logits)_{b,y}, 0.005, 1)).
 
     logits ``[B, K, X, Y, Z]``, labels int64 ``[B, X, Y, Z]`` in 0..K-1. Class weights w_{b,c} = 1 - N_{b,c}/N_b per
-    sample (all classes, background included), so an all-background crop gives exactly 0.
+    sample (all classes, background included), so an all-background crop gives exactly 0. Voxels labelled
+    ``ignore_label`` are left out (``split_ignored``).
     """
     _check_labels(logits, labels)
+    labels, valid = split_ignored(labels, ignore_label)
     log_probs = F.log_softmax(logits, dim=1).clamp_min(math.log(PROBABILITY_FLOOR))
-    return _weighted_ce_from_log_probs(log_probs, labels)
+    return _weighted_ce_from_log_probs(log_probs, labels, valid)
 
 
 @_float32
-def dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_label: int | None = None) -> torch.Tensor:
     """Reference ``dice_loss``: 1 - (1/K) sum_c 2 sum p_c t_c / (sum p_c + sum t_c + 1e-7), p = softmax(logits).
 
     Pooled over the whole batch; all K classes including background; a class absent from prediction-free labels
-    contributes a constant 0 Dice.
+    contributes a constant 0 Dice. Voxels labelled ``ignore_label`` are left out.
     """
     _check_labels(logits, labels)
-    return _dice_from_probs(torch.softmax(logits, dim=1), labels)
+    labels, valid = split_ignored(labels, ignore_label)
+    return _dice_from_probs(torch.softmax(logits, dim=1), labels, valid)
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_label: int | None = None) -> torch.Tensor:
     """WCE + Dice (the paper's L_WCE + L_DL, eqs. 7-8)."""
-    return weighted_cross_entropy(logits, labels) + dice_loss(logits, labels)
+    return weighted_cross_entropy(logits, labels, ignore_label) + dice_loss(logits, labels, ignore_label)
 
 
 @_float32
-def deep_supervision_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+def deep_supervision_loss(logits: list[torch.Tensor], labels: torch.Tensor, ignore_label: int | None = None
+                          ) -> torch.Tensor:
     """Sum over decoder levels of WCE + Dice on softmax(logits_l) upsampled to the label size.
 
     As in the references, the probabilities (not the logits) are upsampled, trilinearly with align_corners=True.
     """
     total = labels.new_zeros((), dtype=torch.float32)
+    labels, valid = split_ignored(labels, ignore_label)
     for level_logits in logits:
         probs = torch.softmax(level_logits, dim=1)
         if probs.shape[2:] != labels.shape[1:]:
             probs = F.interpolate(probs, size=labels.shape[1:], mode="trilinear", align_corners=True)
         _check_labels(probs, labels)
         log_probs = torch.log(probs.clamp(PROBABILITY_FLOOR, 1.0))
-        total = total + _weighted_ce_from_log_probs(log_probs, labels) + _dice_from_probs(probs, labels)
+        total = total + _weighted_ce_from_log_probs(log_probs, labels, valid) + _dice_from_probs(probs, labels, valid)
     return total
 
 
-def regulariser_loss(modality_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def regulariser_loss(modality_logits: torch.Tensor, labels: torch.Tensor, ignore_label: int | None = None
+                     ) -> torch.Tensor:
     """L_reg (eq. 7): sum over modalities j of WCE + Dice of D_sep(a_j); modality_logits ``[B, M, K, X, Y, Z]``."""
-    return sum(segmentation_loss(modality_logits[:, j], labels) for j in range(modality_logits.shape[1]))
+    return sum(segmentation_loss(modality_logits[:, j], labels, ignore_label)
+               for j in range(modality_logits.shape[1]))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -310,7 +345,8 @@ def available_terms(output: TrainOutput) -> LossTerms:
 
 def total_loss(output: TrainOutput, labels: torch.Tensor, images: torch.Tensor | None = None, *,
                alpha: float = 0.4, fuse_weight: float = 1.0, terms: LossTerms | None = None,
-               ssim_c1: float = 1e-4, ssim_c2: float = 9e-4) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               ssim_c1: float = 1e-4, ssim_c2: float = 9e-4, ignore_label: int | None = None
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 9: L = L_seg + L_reg + alpha (L_ana + L_mod + L_rec), with L_seg = fuse_weight * L_fuse + L_ds.
 
     output: a model's train-mode ``TrainOutput``; labels int64 ``[B, X, Y, Z]``; images ``[B, M, X, Y, Z]`` (needed for
@@ -321,7 +357,8 @@ def total_loss(output: TrainOutput, labels: torch.Tensor, images: torch.Tensor |
 
     An ``OfficialTrainOutput`` gets the official terms: L_ana with ``pairwise_windowed_ssim`` (``ssim_c1``,
     ``ssim_c2`` unused), L_rec as an MSE, and + 0.1 KL whenever the output has AdaIN parameters, whatever ``terms``
-    says: the official training adds it in every run, its reconstruction ablation included.
+    says: the official training adds it in every run, its reconstruction ablation included. ``ignore_label``: voxels
+    with that label (WMH: 2, other pathology) are left out of every segmentation term (L_seg, L_reg).
     """
     available = available_terms(output)
     if terms is None:
@@ -336,11 +373,11 @@ def total_loss(output: TrainOutput, labels: torch.Tensor, images: torch.Tensor |
     official = isinstance(output, OfficialTrainOutput)
     parts: dict[str, torch.Tensor] = {}
     if terms.fuse:
-        parts["fuse"] = segmentation_loss(output.fused_logits, labels)
+        parts["fuse"] = segmentation_loss(output.fused_logits, labels, ignore_label)
     if terms.deep_supervision:
-        parts["deep_supervision"] = deep_supervision_loss(output.deep_supervision_logits, labels)
+        parts["deep_supervision"] = deep_supervision_loss(output.deep_supervision_logits, labels, ignore_label)
     if terms.reg:
-        parts["reg"] = regulariser_loss(output.modality_logits, labels)
+        parts["reg"] = regulariser_loss(output.modality_logits, labels, ignore_label)
     if terms.ana:
         t = output.anatomy_temperature if output.anatomy_temperature is not None else DEFAULT_TEMPERATURE
         parts["ana"] = anatomical_contrastive_loss(output.anatomy, t, ssim_c1, ssim_c2, windowed=official)

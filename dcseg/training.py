@@ -44,6 +44,8 @@ from dcseg.hardware import DEVICES, PRECISIONS, autocast, memory_format, resolve
 from dcseg.losses import LossTerms, total_loss
 from dcseg.models import MODEL_NAMES
 from dcseg.registry import WIDTHS, build_model, model_divisor, model_option_names
+from dcseg.subsets import subset_by_name
+from dcseg.tasks import BRATS, task_of
 
 
 @dataclass(frozen=True)
@@ -283,14 +285,19 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
     split = read_split(Path(preprocessed_dir) / "split")
     train_ids = split["train"]
     check_crop_fits(settings, preprocessed_dir, train_ids)
+    task = task_of(preprocessed_dir)  # the data's modalities, subsets, classes and ignored label (dcseg.tasks)
+    _check_validation_subsets(settings, task)
     validation = _validation_inference(settings, hardware, split.get("val", []))
     sampler = TrainingSampler(preprocessed_dir, train_ids, settings.crop, settings.augment, settings.seed,
-                              foreground_fraction=settings.foreground_fraction)
+                              foreground_fraction=settings.foreground_fraction, masks=task.masks,
+                              ignore_label=task.ignore_label)
 
     torch.manual_seed(settings.seed)
     overrides = {**settings.network, **settings.overrides}  # a variant's own options win
     if settings.model == "mmformer":
         overrides.setdefault("crop_size", settings.crop)
+    if task is not BRATS:  # (the networks' defaults are BraTS's: M = 4, 4 classes; the model file records these)
+        overrides.update(num_modalities=task.num_modalities, num_classes=task.num_classes)
     model = build_model(settings.model, width=settings.width, **overrides)
     # (maps <= 2 voxels wide run in fp32 under CPU bf16 autocast: dcseg.models.blocks.ConvBlock)
     layout = memory_format(hardware.channels_last)
@@ -348,7 +355,7 @@ def train(settings: TrainSettings, preprocessed_dir: str | Path, out_dir: str | 
                 output = forward(x, mask)
             loss, parts = total_loss(output, y, x, alpha=settings.alpha,
                                      fuse_weight=0.0 if epoch < settings.fuse_warmup_epochs else 1.0, terms=terms,
-                                     ssim_c1=settings.ssim_c1, ssim_c2=settings.ssim_c2)
+                                     ssim_c1=settings.ssim_c1, ssim_c2=settings.ssim_c2, ignore_label=task.ignore_label)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"train {settings.model}: loss is {loss.item()} at step {step}; parts "
                                          f"{ {k: float(v) for k, v in parts.items()} }")
@@ -443,6 +450,19 @@ def _validation_inference(settings: TrainSettings, hardware, val_ids: list[str])
                              subset_batch=len(settings.validation.subsets))
 
 
+def _check_validation_subsets(settings: TrainSettings, task) -> None:
+    """The validation's subsets must be subsets of the data's modalities (e.g. WMH has no T1ce)."""
+    if settings.validation.every == 0:
+        return
+    for name in settings.validation.subsets:
+        try:
+            subset_by_name(name, task.subsets)
+        except KeyError:
+            raise ConfigError(f"train {settings.model}: validation subset {name!r} is not one of the {task.name} "
+                              f"data's subsets {[s.name for s in task.subsets]}; set train.validation.subsets"
+                              ) from None
+
+
 def _score_isolated(model, preprocessed_dir, cases, settings: TrainSettings, inference, device) -> dict:
     """``score_validation`` in eval mode, with the torch generators saved before and restored after: the training
     continues exactly as if it had not scored."""
@@ -450,7 +470,8 @@ def _score_isolated(model, preprocessed_dir, cases, settings: TrainSettings, inf
     cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     model.eval()
     try:
-        return score_validation(model, preprocessed_dir, cases, settings.validation.subsets, inference, device)
+        return score_validation(model, preprocessed_dir, cases, settings.validation.subsets, inference, device,
+                                task_of(preprocessed_dir))
     finally:
         model.train()
         torch.set_rng_state(cpu_state)

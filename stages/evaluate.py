@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dcseg.cli import run_stage  # noqa: E402
 from dcseg.runs import PREPROCESSED, load_run_params, parse_run_args, run_usage  # noqa: E402
 from dcseg.data.splits import read_split  # noqa: E402
+from dcseg.tasks import task_of  # noqa: E402
 from dcseg.evaluation import format_summary, load_trained_model, run_evaluation, evaluation_settings  # noqa: E402
 
 
@@ -28,12 +29,13 @@ def main(argv):
                                      f"profiles.{cfg.profile}.models.{run.model}.eval_patch")
 
     cases = read_split(PREPROCESSED / "split")["test"]
-    print(f"evaluate: {run.name} ({model_path}, width {meta['width']}) on {len(cases)} test cases x 15 subsets, "
+    subsets = len(task_of(PREPROCESSED).subsets)
+    print(f"evaluate: {run.name} ({model_path}, width {meta['width']}) on {len(cases)} test cases x {subsets} subsets, "
           f"patch {settings.patch}, overlap {settings.overlap}, {settings.weighting}, {hardware.describe()}")
     summary = run_evaluation(model, PREPROCESSED, cases, settings, et_min_volume,
                              run.cases_csv, run.metrics_json, device, hardware=hardware)
     print(format_summary(summary))
-    print(f"evaluate: {run.name}: {summary['n_cases']} cases x 15 subsets in {summary['seconds']} s")
+    print(f"evaluate: {run.name}: {summary['n_cases']} cases x {subsets} subsets in {summary['seconds']} s")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from .conftest import REPO
 LAYERS = [
     ("leaves", ("dcseg", "dcseg.experiments", "dcseg.errors", "dcseg.config", "dcseg.validate", "dcseg.io",
                 "dcseg.metrics", "dcseg.wmh_metrics", "dcseg.disentanglement", "dcseg.data.errors")),
-    ("data and devices", ("dcseg.data", "dcseg.subsets", "dcseg.figures", "dcseg.hardware")),
+    ("data and devices", ("dcseg.data", "dcseg.subsets", "dcseg.tasks", "dcseg.figures", "dcseg.hardware")),
     ("networks", ("dcseg.models", "baselines")),
     ("registry and losses", ("dcseg.registry", "dcseg.losses")),
     ("files, inference, processes", ("dcseg.checkpoint", "dcseg.inference", "dcseg.distributed")),

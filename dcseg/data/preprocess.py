@@ -28,6 +28,7 @@ from dcseg.data.errors import DataError
 # Label values after preprocessing: BraTS 4 (enhancing) becomes 3 so labels are contiguous class indices.
 LABEL_NAMES = ("background", "ncr_net", "edema", "enhancing")
 BRATS_TO_CLASS = np.array([0, 1, 2, 0, 3], dtype=np.uint8)  # index = BraTS label (3 never occurs)
+KEEP_LABELS = np.array([0, 1, 2], dtype=np.uint8)  # WMH: 0 background, 1 WMH, 2 other pathology (ignored), as stored
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,16 @@ def zscore_brain(image: np.ndarray, brain: np.ndarray, where: str = "", names=No
     return out
 
 
-def preprocess_case(image: np.ndarray, seg: np.ndarray, min_size=(0, 0, 0), where: str = "", names=None):
-    """Crop, pad, normalise and relabel one case. Returns (image float32 [4, ...], label uint8 [...], CropInfo).
-    ``where`` prefixes and ``names`` (one per channel, e.g. the file) name the case in errors."""
+def preprocess_case(image: np.ndarray, seg: np.ndarray, min_size=(0, 0, 0), where: str = "", names=None,
+                    relabel: np.ndarray = BRATS_TO_CLASS):
+    """Crop, pad, normalise and relabel one case. Returns (image float32 [M, ...], label uint8 [...], CropInfo).
+    ``where`` prefixes and ``names`` (one per channel, e.g. the file) name the case in errors; ``relabel`` maps a
+    stored label value (index) to its class (BraTS: 4 -> 3; WMH: ``KEEP_LABELS``, 2 staying the ignored label)."""
     lo, hi = nonzero_bbox(image)
     info = widen_box(lo, hi, image.shape[1:], min_size)
     sl = tuple(slice(a, b) for a, b in zip(info.lo, info.hi))
     img = image[(slice(None),) + sl]
-    lab = BRATS_TO_CLASS[seg[sl]]
+    lab = relabel[seg[sl]]
     pads = list(zip(info.pad_before, info.pad_after))
     if any(p != (0, 0) for p in pads):
         # Pad the raw intensities with 0 (background) before normalising, so padding and real background
@@ -130,7 +133,8 @@ def save_case(preprocessed_dir: str | Path, case_id: str, image: np.ndarray, lab
 
 
 def load_case(preprocessed_dir: str | Path, case_id: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """A preprocessed case: image float32 ``[4, X, Y, Z]``, label uint8 ``[X, Y, Z]`` in {0, 1, 2, 3}.
+    """A preprocessed case: image float32 ``[M, X, Y, Z]`` (M modalities: BraTS 4, WMH 2), label uint8 ``[X, Y, Z]``
+    (BraTS {0, 1, 2, 3}; WMH {0, 1, 2}).
 
     With ``mmap`` (the default) the arrays are read-only memory maps, so a training crop reads only its voxels.
     """
@@ -143,5 +147,5 @@ def load_case(preprocessed_dir: str | Path, case_id: str, mmap: bool = True) -> 
     image, label = (np.load(p, mmap_mode=mode, allow_pickle=False) for p in paths)
     if image.ndim != 4 or image.shape[1:] != label.shape or image.dtype != np.float32 or label.dtype != np.uint8:
         raise DataError(f"case {case_id}: {paths[0].name} {image.shape} {image.dtype} and {paths[1].name} "
-                        f"{label.shape} {label.dtype} do not match; expected float32 [4, X, Y, Z] and uint8 [X, Y, Z]")
+                        f"{label.shape} {label.dtype} do not match; expected float32 [M, X, Y, Z] and uint8 [X, Y, Z]")
     return image, label

@@ -37,11 +37,17 @@ class AugmentConfig:
     intensity_per_slice: bool = False
 
 
+def _foreground(label: np.ndarray, ignore_label: int | None) -> np.ndarray:
+    return (label > 0) if ignore_label is None else (label > 0) & (label != ignore_label)
+
+
 class TrainingSampler:
     """Draws augmented training crops from memory-mapped preprocessed cases."""
 
     def __init__(self, preprocessed_dir, case_ids, crop_size, augment: AugmentConfig, seed: int,
-                 foreground_fraction: float = 0.0):
+                 foreground_fraction: float = 0.0, masks=SUBSET_MASKS, ignore_label: int | None = None):
+        """``masks``: the modality subsets a sample's mask is drawn from (the task's; default BraTS's 15);
+        ``ignore_label``: a label that is no foreground for the foreground-centred crops (WMH: 2)."""
         if not 0.0 <= foreground_fraction <= 1.0:
             raise DataError(f"foreground_fraction is {foreground_fraction}; expected a probability in [0, 1]")
         self.foreground_fraction = float(foreground_fraction)
@@ -52,12 +58,13 @@ class TrainingSampler:
         self.crop = tuple(int(c) for c in (crop_size if np.ndim(crop_size) else (crop_size,) * 3))
         self.augment = augment
         self.seed = int(seed)
+        self.masks = tuple(tuple(bool(v) for v in m) for m in masks)
         for cid, (image, _) in zip(self.case_ids, self.cases):
             if any(s < c for s, c in zip(image.shape[1:], self.crop)):
                 raise DataError(f"case {cid}: shape {image.shape[1:]} is smaller than the training crop {self.crop}; "
                                 "raise preprocess.min_size to at least the crop size")
         # tumour voxel coordinates per case, for foreground-centred crops (empty for a case without tumour)
-        self.foreground = ([np.argwhere(np.asarray(label) > 0) for _, label in self.cases]
+        self.foreground = ([np.argwhere(_foreground(np.asarray(label), ignore_label)) for _, label in self.cases]
                            if self.foreground_fraction > 0 else None)
 
     def case_for(self, global_index: int) -> int:
@@ -98,7 +105,7 @@ class TrainingSampler:
             for axis in range(3):
                 if rng.uniform() < 0.5:
                     x, y = np.flip(x, axis + 1), np.flip(y, axis)
-        mask = np.array(SUBSET_MASKS[int(rng.integers(len(SUBSET_MASKS)))], dtype=bool)
+        mask = np.array(self.masks[int(rng.integers(len(self.masks)))], dtype=bool)
         return np.ascontiguousarray(x), np.ascontiguousarray(y, dtype=np.int64), mask
 
     def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):

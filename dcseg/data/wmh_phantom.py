@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def _param(default, check):
 
 
 def _voxel_size(key: str, value) -> tuple[float, float, float]:
-    if not (isinstance(value, (list, tuple)) and len(value) == 3):
+    if not (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3):
         fail(key, value, "[x, y, z] voxel edge lengths in mm")
     return tuple(float(positive(f"{key}[{i}]", v)) for i, v in enumerate(value))
 

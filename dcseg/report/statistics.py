@@ -152,21 +152,24 @@ class GroupStatistics:
         return len(self.seeds)
 
 
-def group_statistics(per_case: dict[int, pd.DataFrame], n_samples: int, seed: int) -> GroupStatistics:
-    """``per_case``: seed index -> ``per_case_average`` of that seed's run (the same cases for every seed)."""
+def group_statistics(per_case: dict[int, pd.DataFrame], n_samples: int, seed: int,
+                     regions: tuple[str, ...] = REGIONS) -> GroupStatistics:
+    """``per_case``: seed index -> ``per_case_average`` of that seed's run (the same cases for every seed);
+    ``regions``: its columns (BraTS WT, TC, ET; WMH: WMH)."""
     seeds = tuple(sorted(per_case))
-    values = np.stack([seed_case_values(per_case, r) for r in REGIONS], axis=-1)  # [S, C, regions]
-    per_seed = {s: {r: float(v) for r, v in zip(REGIONS, values[i].mean(axis=0))} for i, s in enumerate(seeds)}
+    values = np.stack([seed_case_values(per_case, r) for r in regions], axis=-1)  # [S, C, regions]
+    per_seed = {s: {r: float(v) for r, v in zip(regions, values[i].mean(axis=0))} for i, s in enumerate(seeds)}
     seed_means = values.mean(axis=1)  # [S, regions]
     low, high = hierarchical_bootstrap_ci(values, n_samples, seed)
+    low, high = np.atleast_1d(low), np.atleast_1d(high)
     return GroupStatistics(
         seeds=seeds, per_seed=per_seed,
-        mean={r: float(seed_means[:, i].mean()) for i, r in enumerate(REGIONS)},
-        sd={r: float(seed_means[:, i].std(ddof=1)) if len(seeds) > 1 else None for i, r in enumerate(REGIONS)},
-        low={r: float(seed_means[:, i].min()) for i, r in enumerate(REGIONS)},
-        high={r: float(seed_means[:, i].max()) for i, r in enumerate(REGIONS)},
-        ci_low={r: float(v) for r, v in zip(REGIONS, low)},
-        ci_high={r: float(v) for r, v in zip(REGIONS, high)})
+        mean={r: float(seed_means[:, i].mean()) for i, r in enumerate(regions)},
+        sd={r: float(seed_means[:, i].std(ddof=1)) if len(seeds) > 1 else None for i, r in enumerate(regions)},
+        low={r: float(seed_means[:, i].min()) for i, r in enumerate(regions)},
+        high={r: float(seed_means[:, i].max()) for i, r in enumerate(regions)},
+        ci_low={r: float(v) for r, v in zip(regions, low)},
+        ci_high={r: float(v) for r, v in zip(regions, high)})
 
 
 def seed_averaged_cases(per_case: dict[int, pd.DataFrame]) -> pd.DataFrame:
@@ -218,12 +221,12 @@ def label_difference(difference: float, p_holm: float | None, seed_sd: float | N
 
 
 def compare_groups(pairs: list[tuple[str, str]], per_case: dict[str, dict[int, pd.DataFrame]],
-                   statistics: dict[str, GroupStatistics]) -> list[Comparison]:
+                   statistics: dict[str, GroupStatistics], regions: tuple[str, ...] = REGIONS) -> list[Comparison]:
     """Every (first, second) pair in every region, Holm-corrected together (the family: one table)."""
     raw = []
     for first, second in pairs:
         a, b = seed_averaged_cases(per_case[first]), seed_averaged_cases(per_case[second])
-        for region in REGIONS:
+        for region in regions:
             sds = [s for s in (statistics[first].sd[region], statistics[second].sd[region]) if s is not None]
             raw.append((first, second, region, statistics[first].mean[region] - statistics[second].mean[region],
                         paired_wilcoxon(a[region], b[region]), max(sds) if sds else None))
