@@ -1,0 +1,61 @@
+"""Table 3 (dcseg/report/table3.py) from synthetic WMH run outputs: the paper's layout, the seed statistics and the
+labelled differences, and bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from dcseg.data.errors import DataError
+from dcseg.report.table3 import build_table3, load_paper_table3, render_table3
+from dcseg.wmh_metrics import WMH_METRICS
+
+PAPER = Path(__file__).resolve().parent.parent / "paper" / "table3_wmh.csv"
+CFG = OmegaConf.create({"seeds": {"main": [0, 1, 2], "ablation": []},
+                        "report": {"bootstrap_samples": 500, "seed": 0}})
+OFFSET = {"rfnet": 0.0, "mmformer": -0.05, "dcseg": 0.20}  # DC-Seg clearly better on every scan
+
+
+def _write_runs(root: Path, scans=12):
+    (root / "metrics").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 0.7, scans)
+    for model, offset in OFFSET.items():
+        for seed in (0, 1, 2):
+            rows = []
+            for i in range(scans):
+                for subset, shift in (("t1", -0.2), ("flair", 0.0), ("flair+t1", 0.02)):
+                    value = base[i] + shift + offset + 0.005 * seed
+                    rows.append({"case": f"Phantom_{i:03d}_t0", "subset": subset, "region": "WMH", "dice": value,
+                                 "hd95": 5.0, "avd": 10.0 + seed, "recall": 0.5, "f1": 0.6})
+            pd.DataFrame(rows, columns=["case", "subset", "region", *WMH_METRICS]).to_csv(
+                root / "metrics" / f"{model}_seed{seed}_cases.csv", index=False)
+
+
+def test_table3_layout_statistics_and_labels(tmp_path):
+    _write_runs(tmp_path)
+    table = build_table3(CFG, tmp_path, PAPER)
+    assert table["subsets"] == ["t1", "flair", "flair+t1"] and table["cases"] == 12
+    assert table["seeds"]["dcseg"] == [0, 1, 2]
+    # per-subset means over seeds, in %: the seed offsets average to 0.005
+    expected = 100 * (np.random.default_rng(0).uniform(0.4, 0.7, 12).mean() - 0.2 + 0.2 + 0.005)
+    assert table["per_subset"]["dcseg"]["t1"]["mean"] == pytest.approx(expected)
+    assert table["statistics"]["dcseg"]["sd"] == pytest.approx(0.5)  # seeds 0, 1, 2 step by 0.5 points
+    labels = {c["second"]: c["label"] for c in table["comparisons"]}
+    assert labels == {"rfnet": "significant", "mmformer": "significant"}
+    assert table["other_metrics"]["rfnet"]["avd"]["mean"] == pytest.approx(11.0)
+    text = render_table3(table)
+    assert "| ● | ● |" in text and "60.42" in text and "significant" in text and "lesion F1" in text
+
+
+def test_missing_run_and_bad_paper_file_fail_naming_the_file(tmp_path):
+    _write_runs(tmp_path)
+    (tmp_path / "metrics" / "mmformer_seed1_cases.csv").unlink()
+    with pytest.raises(DataError, match="mmformer_seed1_cases.csv is missing"):
+        build_table3(CFG, tmp_path, PAPER)
+    bad = tmp_path / "paper.csv"
+    bad.write_text("flair,t1,RobustSeg,RFNet,mmFormer,DC-Seg\n0,1,1,2,3,4\n")
+    with pytest.raises(DataError, match="rows"):
+        load_paper_table3(bad)
