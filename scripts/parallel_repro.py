@@ -19,6 +19,7 @@ lets the running ones finish, and exits with its status.
     python scripts/parallel_repro.py               # JOBS = the CPUs this process may use (1 on a GPU)
     REPRO_JOBS=1 python scripts/parallel_repro.py  # one job: exactly `dvc repro`
     python scripts/parallel_repro.py report        # any argument: `dvc repro` with those arguments
+    REPRO_PIPELINE=wmh python scripts/parallel_repro.py  # the WMH pipeline (wmh/dvc.yaml, wmh/params.yaml)
 """
 
 from __future__ import annotations
@@ -108,19 +109,32 @@ def _dvc(args: list[str], env: dict, log: Path | None = None) -> int:
         return subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
 
 
+def pipeline(env: dict) -> tuple[str, Path]:
+    """REPRO_PIPELINE: "" (the BraTS pipeline, dvc.yaml) or a folder holding another (wmh) -> (the prefix of its
+    stage names for `dvc repro` from the root, its params file)."""
+    folder = env.get("REPRO_PIPELINE", "").strip().strip("/")
+    if not folder:
+        return "", Path("params.yaml")
+    if not (Path(folder) / "dvc.yaml").is_file():
+        raise SystemExit(f"parallel_repro: REPRO_PIPELINE={folder!r}: expected a folder holding dvc.yaml (e.g. wmh)")
+    return f"{folder}/dvc.yaml:", Path(folder) / "params.yaml"
+
+
 def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     if argv:  # targets or flags: a plain `dvc repro` with them
         return _dvc(["repro", *argv], env)
-    params = yaml.safe_load(Path("params.yaml").read_text())
+    prefix, params_file = pipeline(env)
+    whole = [prefix.rstrip(":")] if prefix else []  # `dvc repro` of that pipeline only
+    params = yaml.safe_load(params_file.read_text())
     runs = queue(params)
     cpus = available_cpus()
     jobs = job_count(env, cpus, len(runs), trains_on_cuda(params))
     if jobs == 1:
-        return _dvc(["repro"], env)
+        return _dvc(["repro", *whole], env)
     started = time.monotonic()
-    status = _dvc(["repro", "preprocess"], env)
+    status = _dvc(["repro", prefix + "preprocess"], env)
     if status:
         return status
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -141,7 +155,7 @@ def main(argv: list[str]) -> int:
         log.write_text("")
         code = 0
         for stage in (run.train_stage, run.evaluate_stage):
-            code = code or _dvc(["--wait-for-lock", "repro", "--single-item", stage], job_env, log)
+            code = code or _dvc(["--wait-for-lock", "repro", "--single-item", prefix + stage], job_env, log)
         with printing:
             print(f"--- {name}: {'done' if code == 0 else f'FAILED (exit {code})'} in {time.monotonic() - t0:.0f} s",
                   flush=True)
@@ -156,7 +170,7 @@ def main(argv: list[str]) -> int:
         run, code = failed[0]
         print(f"parallel_repro: {run.name} failed (exit {code}); see {LOG_DIR}/{run.name}.log", file=sys.stderr)
         return code
-    status = _dvc(["repro"], env)
+    status = _dvc(["repro", *whole], env)
     print(f"parallel_repro: {'finished' if status == 0 else 'failed'} in {time.monotonic() - started:.0f} s",
           flush=True)
     return status

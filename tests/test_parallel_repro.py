@@ -78,3 +78,14 @@ def test_an_explicit_device_needs_no_probe():
     params = _params()
     params["profiles"]["cpu"]["train"]["device"] = "cuda:0"
     assert parallel_repro.trains_on_cuda(params) is True
+
+
+def test_the_wmh_pipeline_is_chosen_by_its_folder_and_queues_its_own_runs(monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert parallel_repro.pipeline({}) == ("", Path("params.yaml"))
+    prefix, params_file = parallel_repro.pipeline({"REPRO_PIPELINE": "wmh"})
+    assert prefix == "wmh/dvc.yaml:" and params_file == Path("wmh/params.yaml")
+    runs = parallel_repro.queue(yaml.safe_load(params_file.read_text()))
+    assert {r.name for r in runs} == {f"{m}_seed{s}" for m in ("dcseg", "rfnet", "mmformer") for s in (0, 1, 2)}
+    with pytest.raises(SystemExit, match="REPRO_PIPELINE='nowhere'"):
+        parallel_repro.pipeline({"REPRO_PIPELINE": "nowhere"})

@@ -94,14 +94,15 @@ def test_the_sampler_draws_the_tasks_masks_and_ignores_label_2_as_foreground(tmp
 
 @pytest.fixture(scope="module")
 def wmh_store(tmp_path_factory):
-    """A tiny WMH phantom (4 subjects, 8 scans, 3 x 3 x 4 mm) preprocessed through the WMH reader."""
+    """A tiny WMH phantom (3 subjects, 6 scans, 3 x 3 x 4 mm: one subject each for train, val, test) preprocessed
+    through the WMH reader."""
     from dcseg.data.dataset import READERS, build_preprocessed
     from dcseg.data.splits import write_split
     from dcseg.data.wmh import subject_disjoint_split
     from dcseg.data.wmh_phantom import WmhPhantomConfig, generate
 
     root = tmp_path_factory.mktemp("wmh")
-    stats = generate(WmhPhantomConfig(n_subjects=4, voxel_size=(3.0, 3.0, 4.0), other_pathology_fraction=0.5),
+    stats = generate(WmhPhantomConfig(n_subjects=3, voxel_size=(3.0, 3.0, 4.0), other_pathology_fraction=0.5),
                      root / "raw", progress=False)
     split = subject_disjoint_split({row["scan"]: row["subject"] for row in stats}, seed=0)
     write_split(root / "split", split)
