@@ -15,7 +15,7 @@ from dcseg.cli import default_workers, run_stage  # noqa: E402
 from dcseg.config import load_params, require  # noqa: E402
 from dcseg.data import phantom  # noqa: E402
 from dcseg.data.brats import read_case  # noqa: E402
-from dcseg.data.dataset import data_root, data_source  # noqa: E402
+from dcseg.data.dataset import BRATS_SOURCES, data_root, data_source  # noqa: E402
 from dcseg.data.preprocess import BRATS_TO_CLASS  # noqa: E402
 from dcseg.data.splits import make_split, write_split  # noqa: E402
 from dcseg.validate import non_negative_int  # noqa: E402
@@ -28,7 +28,7 @@ STATS = Path("reports/phantom_stats.json")
 def main(overrides):
     cfg = load_params(overrides)
     # every setting is checked before anything is written
-    source = data_source(cfg)
+    source = data_source(cfg, BRATS_SOURCES)
     pcfg = phantom.PhantomConfig.from_dict(require(cfg, "phantom"))
     seed = non_negative_int("split.seed", require(cfg, "split.seed"))  # a numpy seed
     out_dir = data_root(cfg) / "phantom"

@@ -14,19 +14,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dcseg.cli import default_workers, run_stage  # noqa: E402
 from dcseg.config import load_params, require  # noqa: E402
-from dcseg.data.dataset import data_root, data_source  # noqa: E402
+from dcseg.data.dataset import WMH_SOURCES, data_root, data_source  # noqa: E402
 from dcseg.data.splits import write_split  # noqa: E402
 from dcseg.data.wmh import SUBJECTS_FILE, format_subjects, list_scans, subject_disjoint_split  # noqa: E402
 from dcseg.data.wmh_phantom import WmhPhantomConfig, generate, summarise  # noqa: E402
 from dcseg.io import write_text_atomic  # noqa: E402
-from dcseg.validate import choice, non_negative_int  # noqa: E402
+from dcseg.validate import non_negative_int  # noqa: E402
 
 STATS = Path("reports/wmh_phantom_stats.json")
 
 
 def main(overrides):
     cfg = load_params(overrides)
-    source = choice("data.source", data_source(cfg), ("wmh_phantom", "wmh2017"))
+    source = data_source(cfg, WMH_SOURCES)
     pcfg = WmhPhantomConfig.from_dict(require(cfg, "phantom"))
     seed = non_negative_int("split.seed", require(cfg, "split.seed"))
     out_dir = data_root(cfg) / "wmh_phantom"

@@ -27,7 +27,7 @@ def _load_stage(name):
     ("preprocess.min_size=[32.7,32,32]", "preprocess.min_size is [32.7, 32, 32]; expected a list of 3 integers >= 1"),
     ("preprocess.min_size=[0,32,32]", "preprocess.min_size is [0, 32, 32]; expected a list of 3 integers >= 1"),
     ("preprocess.min_size=[32,32]", "preprocess.min_size is [32, 32]; expected a list of 3 integers >= 1"),
-    ("data.source=brats", "data.source is 'brats'; expected one of ['phantom', 'brats2020']"),
+    ("data.source=brats", "data.source is 'brats'; expected one of ['phantom', 'brats2020', 'wmh_phantom', 'wmh2017']"),
     ("data.root=3", "data.root is 3; expected a non-empty string"),
 ])
 def test_preprocess_stage_refuses_bad_settings_before_any_work(tmp_path, monkeypatch, override, message):

@@ -25,7 +25,9 @@ from dcseg.validate import choice, int_list, text
 # params data.source: the embedded phantom (written by the phantom stage) or the BraTS 2020 release, each read
 # from <data.root>/<source>; for the WMH path (wmh/params.yaml) the WMH phantom or the MICCAI 2017 WMH challenge's
 # training data.
-SOURCES = ("phantom", "brats2020", "wmh_phantom", "wmh2017")
+BRATS_SOURCES = ("phantom", "brats2020")
+WMH_SOURCES = ("wmh_phantom", "wmh2017")
+SOURCES = BRATS_SOURCES + WMH_SOURCES
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,10 @@ READERS = {"phantom": BRATS_READER, "brats2020": BRATS_READER, "wmh_phantom": WM
 BRATS_SUBFOLDERS = ("MICCAI_BraTS2020_TrainingData",)
 
 
-def data_source(cfg) -> str:
-    """params ``data.source``, one of :data:`SOURCES`."""
-    return choice("data.source", require(cfg, "data.source"), SOURCES)
+def data_source(cfg, sources: tuple[str, ...] = SOURCES) -> str:
+    """params ``data.source``, one of ``sources`` (a pipeline's own: ``BRATS_SOURCES``, ``WMH_SOURCES``; the shared
+    preprocess stage takes any of :data:`SOURCES`)."""
+    return choice("data.source", require(cfg, "data.source"), sources)
 
 
 def data_root(cfg) -> Path:
