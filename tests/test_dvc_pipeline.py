@@ -126,6 +126,9 @@ def test_tiny_full_pipeline_trains_evaluates_ablates_and_reports(repo_copy):
     adds its stages and reruns nothing else, and an ablation seed adds the five variants' stages. (The variants are
     not trained here, to keep CI within its budget: their stages are the DC-Seg stages with `--ablation`, and
     tests/test_settings.py shows they train like the main run.)"""
+    # the BraTS pipeline alone: `dvc status` without targets also reports the WMH pipeline (wmh/dvc.yaml), which has
+    # its own tests (tests/test_wmh_path.py, tests/test_table3.py)
+    shutil.rmtree(repo_copy / "wmh")
     _set_params(repo_copy, **{
         "phantom.n_cases": 5, "phantom.voxel_size": 5.0, "preprocess.min_size": [32, 32, 32],
         "profiles.cpu.train.steps": 2, "profiles.cpu.train.steps_per_epoch": 1, "profiles.cpu.train.log_every": 1,
