@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dcseg import validate
-from dcseg.subsets import SUBSETS
+from dcseg.subsets import SUBSETS, WMH_SUBSETS
 
 TAIL = 0.3   # the share of the training steps the rule looks at: the final 30 %
 RISE = 0.01  # Dice gained over the tail (by the fitted line) above which a run counts as still rising
@@ -29,7 +29,8 @@ MEAN = "mean"  # the mean over regions and subsets: the curve the rule reads and
 
 
 def _subsets(key: str, value):
-    names = [s.name for s in SUBSETS]
+    # the names of every task's subsets (BraTS's 15, WMH's 3); the training checks them against its data's task
+    names = list(dict.fromkeys(s.name for s in SUBSETS + WMH_SUBSETS))
     if not isinstance(value, (list, tuple)) or not value or any(v not in names for v in value):
         validate.fail(key, value, f"a non-empty list of subset names from {names}")
     if len(set(value)) != len(value):

@@ -139,7 +139,7 @@ def evaluate_model(model: nn.Module, preprocessed_dir: str | Path, cases: list[s
             rows += score_case(case, predictions, np.asarray(label), spacing, diagonal,
                                mm3_to_voxels(et_min_volume_mm3, spacing))
         else:
-            rows += score_wmh_case(case, predictions, np.asarray(label), spacing, task)
+            rows += score_wmh_case(case, predictions, np.asarray(label), spacing, diagonal, task)
         done = pd.DataFrame(rows)
         bar.set_postfix({f"dice_{r}": f"{done.loc[done.region == r, 'dice'].mean():.3f}" for r in task.regions})
     return pd.DataFrame(rows, columns=list(case_columns(task)))
@@ -150,13 +150,15 @@ def case_columns(task: Task) -> tuple[str, ...]:
     return CASE_COLUMNS if task is BRATS else ("case", "subset", "region") + WMH_METRICS
 
 
-def score_wmh_case(case: str, predictions: np.ndarray, label: np.ndarray, spacing, task: Task) -> list[dict]:
-    """Rows of one WMH case: per subset, the challenge's five metrics (label 2 of ``label`` masked out)."""
+def score_wmh_case(case: str, predictions: np.ndarray, label: np.ndarray, spacing, empty_distance: float,
+                   task: Task) -> list[dict]:
+    """Rows of one WMH case: per subset, the challenge's five metrics (label 2 of ``label`` masked out; an empty mask
+    against a non-empty one has the original image's diagonal as HD95, as for BraTS)."""
     affine = np.diag([*map(float, spacing), 1.0])  # distances need the voxel size only
     rows = []
-    for subset, prediction in zip(task.subsets, predictions):
+    for subset, prediction in zip(task.subsets, predictions, strict=True):
         for region, classes in task.regions.items():
-            scores = wmh_scores(label, np.isin(prediction, classes).astype(np.uint8), affine)
+            scores = wmh_scores(label, np.isin(prediction, classes).astype(np.uint8), affine, empty_distance)
             rows.append({"case": case, "subset": subset.name, "region": region, **scores})
     return rows
 

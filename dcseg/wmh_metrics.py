@@ -92,11 +92,15 @@ def world_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return index @ np.asarray(affine, float)[:3, :3].T + np.asarray(affine, float)[:3, 3]
 
 
-def wmh_hd95(ref: np.ndarray, pred: np.ndarray, affine: np.ndarray) -> float:
-    """The challenge's HD95 (mm) of two boolean masks (reference first; the module docstring says how)."""
+def wmh_hd95(ref: np.ndarray, pred: np.ndarray, affine: np.ndarray, empty_distance: float | None = None) -> float:
+    """The challenge's HD95 (mm) of two boolean masks (reference first; the module docstring says how).
+    ``empty_distance``: the value when exactly one mask is empty (the original image's diagonal; default: the
+    diagonal of these masks' grid)."""
     if not ref.any() and not pred.any():
         return 0.0
     if not ref.any() or not pred.any():
+        if empty_distance is not None:
+            return float(empty_distance)
         return image_diagonal_mm(ref.shape, nib.affines.voxel_sizes(np.asarray(affine, float)))
     a, b = world_points(_edge(ref), affine), world_points(_edge(pred), affine)
     to_a = cKDTree(a).query(b, k=1)[0]
@@ -127,12 +131,14 @@ def lesion_detection(ref: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return recall, f1
 
 
-def wmh_scores(reference: np.ndarray, prediction: np.ndarray, affine: np.ndarray) -> dict[str, float]:
-    """The five challenge metrics of one scan, keyed by ``WMH_METRICS``."""
+def wmh_scores(reference: np.ndarray, prediction: np.ndarray, affine: np.ndarray,
+               empty_distance: float | None = None) -> dict[str, float]:
+    """The five challenge metrics of one scan, keyed by ``WMH_METRICS`` (``empty_distance``: see ``wmh_hd95``; the
+    evaluation passes the original image's diagonal, as for BraTS, because the scored grid is a crop)."""
     ref, pred = masked_pair(reference, prediction)
     recall, f1 = lesion_detection(ref, pred)
-    return {"dice": dice(ref, pred), "hd95": wmh_hd95(ref, pred, affine), "avd": avd(ref, pred), "recall": recall,
-            "f1": f1}
+    return {"dice": dice(ref, pred), "hd95": wmh_hd95(ref, pred, affine, empty_distance), "avd": avd(ref, pred),
+            "recall": recall, "f1": f1}
 
 
 __all__ = ["WMH_METRICS", "WMH_LABEL", "OTHER_PATHOLOGY_LABEL", "FULLY_CONNECTED", "wmh_scores", "masked_pair",

@@ -137,10 +137,11 @@ def main(argv: list[str]) -> int:
     status = _dvc(["repro", prefix + "preprocess"], env)
     if status:
         return status
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_dir = LOG_DIR / prefix.split("/")[0] if prefix else LOG_DIR  # the WMH runs' logs apart from BraTS's
+    log_dir.mkdir(parents=True, exist_ok=True)
     job_env = dict(env, OMP_NUM_THREADS=threads_per_job(env, cpus, jobs))
     print(f"parallel_repro: {len(runs)} runs, {jobs} jobs of {job_env['OMP_NUM_THREADS']} thread(s) each on "
-          f"{cpus} CPUs; each run's output: {LOG_DIR}/RUN.log", flush=True)
+          f"{cpus} CPUs; each run's output: {log_dir}/RUN.log", flush=True)
     failed: list[tuple[str, int]] = []
     printing = threading.Lock()
 
@@ -148,7 +149,7 @@ def main(argv: list[str]) -> int:
         if failed:
             return
         name = run.name
-        log = LOG_DIR / f"{name}.log"
+        log = log_dir / f"{name}.log"
         t0 = time.monotonic()
         # --single-item: a job must not check the data stages, which takes a write lock on their outputs while
         # the other jobs hold read locks on them (their dependency)
@@ -168,7 +169,7 @@ def main(argv: list[str]) -> int:
         list(pool.map(reproduce, runs))
     if failed:
         run, code = failed[0]
-        print(f"parallel_repro: {run.name} failed (exit {code}); see {LOG_DIR}/{run.name}.log", file=sys.stderr)
+        print(f"parallel_repro: {run.name} failed (exit {code}); see {log_dir}/{run.name}.log", file=sys.stderr)
         return code
     status = _dvc(["repro", *whole], env)
     print(f"parallel_repro: {'finished' if status == 0 else 'failed'} in {time.monotonic() - started:.0f} s",

@@ -13,13 +13,16 @@ from dcseg.report.table3 import build_table3, load_paper_table3, render_table3
 from dcseg.wmh_metrics import WMH_METRICS
 
 PAPER = Path(__file__).resolve().parent.parent / "paper" / "table3_wmh.csv"
-CFG = OmegaConf.create({"seeds": {"main": [0, 1, 2], "ablation": []},
+CFG = OmegaConf.create({"data": {"source": "wmh_phantom"}, "seeds": {"main": [0, 1, 2], "ablation": []},
                         "report": {"bootstrap_samples": 500, "seed": 0}})
 OFFSET = {"rfnet": 0.0, "mmformer": -0.05, "dcseg": 0.20}  # DC-Seg clearly better on every scan
 
 
-def _write_runs(root: Path, scans=12):
+def _write_runs(root: Path, scans=24):
     (root / "metrics").mkdir(parents=True)
+    (root / "splits" / "wmh_phantom").mkdir(parents=True)  # two scans per subject
+    (root / "splits" / "wmh_phantom" / "subjects.csv").write_text(
+        "scan,subject\n" + "".join(f"Phantom_{i:03d}_t0,S{i // 2}\n" for i in range(scans)))
     rng = np.random.default_rng(0)
     base = rng.uniform(0.4, 0.7, scans)
     for model, offset in OFFSET.items():
@@ -37,10 +40,10 @@ def _write_runs(root: Path, scans=12):
 def test_table3_layout_statistics_and_labels(tmp_path):
     _write_runs(tmp_path)
     table = build_table3(CFG, tmp_path, PAPER)
-    assert table["subsets"] == ["t1", "flair", "flair+t1"] and table["cases"] == 12
+    assert table["subsets"] == ["t1", "flair", "flair+t1"] and table["cases"] == 24 and table["subjects"] == 12
     assert table["seeds"]["dcseg"] == [0, 1, 2]
     # per-subset means over seeds, in %: the seed offsets average to 0.005
-    expected = 100 * (np.random.default_rng(0).uniform(0.4, 0.7, 12).mean() - 0.2 + 0.2 + 0.005)
+    expected = 100 * (np.random.default_rng(0).uniform(0.4, 0.7, 24).mean() - 0.2 + 0.2 + 0.005)
     assert table["per_subset"]["dcseg"]["t1"]["mean"] == pytest.approx(expected)
     assert table["statistics"]["dcseg"]["sd"] == pytest.approx(0.5)  # seeds 0, 1, 2 step by 0.5 points
     labels = {c["second"]: c["label"] for c in table["comparisons"]}
@@ -48,6 +51,14 @@ def test_table3_layout_statistics_and_labels(tmp_path):
     assert table["other_metrics"]["rfnet"]["avd"]["mean"] == pytest.approx(11.0)
     text = render_table3(table)
     assert "| ● | ● |" in text and "60.42" in text and "significant" in text and "lesion F1" in text
+    assert "24 scans of 12 subjects" in text and "the WMH phantom" in text
+
+
+def test_six_test_subjects_cannot_give_a_significant_label(tmp_path):
+    # Wilcoxon over 6 pairs: the smallest two-sided p is 2 / 2^6 = 0.031, and Holm over two comparisons doubles it
+    _write_runs(tmp_path, scans=12)
+    labels = {c["second"]: c["label"] for c in build_table3(CFG, tmp_path, PAPER)["comparisons"]}
+    assert labels == {"rfnet": "within noise", "mmformer": "within noise"}
 
 
 def test_missing_run_and_bad_paper_file_fail_naming_the_file(tmp_path):

@@ -2,8 +2,9 @@
 paper's numbers, with the statistics of Table 1 (``dcseg.report.statistics``: mean over seeds, across-seed SD and
 min-max, hierarchical bootstrap CI, Holm-corrected labelled differences) and the challenge's other four metrics.
 
-Per case, the value compared is its Dice (%) averaged over the three subsets (T1, FLAIR, both), as Table 1 uses the
-15-subset average.
+Per scan, the value is its Dice (%) averaged over the three subsets (T1, FLAIR, both), as Table 1 uses the 15-subset
+average; the statistics then average each subject's scans (the phantom has two time points per subject, which are
+not independent) and resample and test over subjects (``splits/<data.source>/subjects.csv``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 from dcseg.config import require
 from dcseg.data.errors import DataError
+from dcseg.data.wmh import SUBJECTS_FILE, read_subjects
 from dcseg.report.layout import METHODS
 from dcseg.report.statistics import compare_groups, group_statistics
 from dcseg.runs import matrix_runs
@@ -25,6 +27,7 @@ from dcseg.wmh_metrics import WMH_METRICS
 PAPER_TABLE3 = Path("paper/table3_wmh.csv")
 PAPER_METHODS = ("RobustSeg", "RFNet", "mmFormer", "DC-Seg")
 REGION = "WMH"
+SOURCE_NAMES = {"wmh_phantom": "the WMH phantom", "wmh2017": "the MICCAI 2017 WMH challenge's training data"}
 OTHER_METRICS = {"hd95": "HD95 (mm)", "avd": "AVD (%)", "recall": "lesion recall", "f1": "lesion F1"}
 
 
@@ -62,6 +65,8 @@ def load_cases(path: Path, run_name: str) -> pd.DataFrame:
 def build_table3(cfg, root: str | Path = ".", paper_path: str | Path | None = None) -> dict:
     """Every number of Table 3 from the WMH runs under ``root`` (the WMH pipeline's folder)."""
     root = Path(root)
+    source = str(require(cfg, "data.source"))
+    subjects = read_subjects(root / "splits" / source / SUBJECTS_FILE)
     runs = [run for run in matrix_runs(cfg) if not run.is_ablation]
     samples, seed = int(require(cfg, "report.bootstrap_samples")), int(require(cfg, "report.seed"))
     cases = {run.name: load_cases(root / run.cases_csv, run.name) for run in runs}
@@ -72,8 +77,12 @@ def build_table3(cfg, root: str | Path = ".", paper_path: str | Path | None = No
         per_case[model], per_subset[model], others[model] = {}, {}, {}
         for r, run in group.items():
             frame = cases[run.name]
-            # each case's 3-subset average Dice (%), the value the statistics compare
-            per_case[model][r] = (100 * frame.groupby("case")["dice"].mean()).to_frame(REGION)
+            # each scan's 3-subset average Dice (%), averaged over the subject's scans: the statistics' unit
+            scans = 100 * frame.groupby("case")["dice"].mean()
+            unknown = sorted(set(scans.index) - set(subjects))
+            if unknown:
+                raise DataError(f"{root / run.cases_csv}: scans {unknown[:3]} are not in {SUBJECTS_FILE}")
+            per_case[model][r] = scans.groupby(scans.index.map(subjects)).mean().to_frame(REGION)
             means = frame.groupby("subset")[list(WMH_METRICS)].mean()  # NaN (undefined AVD) left out
             per_subset[model][r] = {s: 100 * float(means.loc[s, "dice"]) for s in subset_names}
             others[model][r] = {m: float(means[m].mean()) for m in OTHER_METRICS}
@@ -83,9 +92,12 @@ def build_table3(cfg, root: str | Path = ".", paper_path: str | Path | None = No
     statistics = {m: group_statistics(per_case[m], samples, seed, regions=(REGION,)) for m in METHODS}
     comparisons = compare_groups([("dcseg", "rfnet"), ("dcseg", "mmformer")], per_case, statistics,
                                  regions=(REGION,))
+    scanned = next(iter(case_sets.values()))
     return {
+        "source": source,
         "subsets": subset_names,
-        "cases": len(next(iter(case_sets.values()))),
+        "cases": len(scanned),
+        "subjects": len({subjects[c] for c in scanned}),
         "seeds": {m: list(statistics[m].seeds) for m in METHODS},
         "per_subset": {m: {s: _mean_sd([per_subset[m][r][s] for r in per_subset[m]]) for s in subset_names}
                        for m in METHODS},
@@ -119,8 +131,8 @@ def render_table3(t: dict) -> str:
     ours = [METHODS[m] for m in METHODS]
     seeds = ", ".join(f"{METHODS[m]} {len(t['seeds'][m])}" for m in METHODS)
     lines = ["# Table 3: WMH segmentation (Dice %), FLAIR and T1", "",
-             f"Ours: the WMH phantom's test split ({t['cases']} scans), mean ± SD over seeds "
-             f"({seeds}); the paper: SAHZU-WMH (private), "
+             f"Ours: {SOURCE_NAMES.get(t['source'], t['source'])}, test split ({t['cases']} scans of "
+             f"{t['subjects']} subjects), mean ± SD over seeds ({seeds}); the paper: SAHZU-WMH (private), "
              "its own split. Different data: hold the columns against each other for the ranking, not the values.", "",
              "| FLAIR | T1 | " + " | ".join(f"{name} (ours)" for name in ours) + " | "
              + " | ".join(f"{m} (paper)" for m in PAPER_METHODS) + " |",
@@ -132,7 +144,8 @@ def render_table3(t: dict) -> str:
     lines.append("| Average | | " + " | ".join(f"**{c}**" for c in average) + " | "
                  + " | ".join(f"{t['paper']['average'][m]:.2f}" for m in PAPER_METHODS) + " |")
     lines += ["", "Statistics of the 3-subset average (as Table 1's): mean over seeds, across-seed SD, min-max, "
-              "95 % CI from a hierarchical bootstrap (seeds, then test scans; coarse with few seeds).", "",
+              "95 % CI from a hierarchical bootstrap (seeds, then test subjects, each the mean of its scans; coarse with "
+              "few seeds).", "",
               "| method | seeds | mean ± SD | min-max | 95 % CI |", "|---|---|---|---|---|"]
     for m in METHODS:
         st = t["statistics"][m]
@@ -140,7 +153,7 @@ def render_table3(t: dict) -> str:
         lines.append(f"| {METHODS[m]} | {len(t['seeds'][m])} | {st['mean']:.2f}{sd} | {st['min']:.2f}-{st['max']:.2f}"
                      f" | {st['ci'][0]:.2f}-{st['ci'][1]:.2f} |")
     lines += ["", "Differences (DC-Seg minus each baseline): **significant** when the paired Wilcoxon test over test "
-              "scans of the seed-averaged values has Holm p < 0.05 (over these comparisons) and the difference "
+              "subjects of the seed-averaged values has Holm p < 0.05 (over these comparisons) and the difference "
               "exceeds the larger across-seed SD; otherwise within noise.", "",
               "| comparison | difference | Holm p | label (reason) |", "|---|---|---|---|"]
     for c in t["comparisons"]:
