@@ -1,6 +1,8 @@
 """The two-modality WMH path at tiny widths: the task's subsets and masks, the three models with M = 2 and two
 classes, the losses ignoring label 2 ("other pathology"), and the sampler drawing the task's masks."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -150,11 +152,5 @@ def test_train_and_evaluate_each_model_on_the_two_modality_store(wmh_store, tmp_
     assert 0 <= result["average"]["dice"]["WMH"] <= 1
     # a BraTS validation subset is refused on this data, naming the key
     with pytest.raises(Exception, match="validation subset 't1ce' is not one of the wmh data's subsets"):
-        train(dataclasses_replace(settings, validation=ValidationConfig(every=1, subsets=("t1ce",))), pre,
+        train(dataclasses.replace(settings, validation=ValidationConfig(every=1, subsets=("t1ce",))), pre,
               tmp_path / "bad", tmp_path / "bad.pt", progress=False)
-
-
-def dataclasses_replace(settings, **changes):
-    import dataclasses
-
-    return dataclasses.replace(settings, **changes)
