@@ -5,10 +5,13 @@ params are the same everywhere; what they resolve to is recorded next to every n
 evaluation metrics, the report header).
 
 - device ``auto``: CUDA when available, else the CPU.
-- precision ``auto``: bf16 autocast only where the device executes bf16 natively and fast: CUDA with bf16 support,
-  or a CPU where oneDNN has bf16 kernels and the CPU has AVX-512-BF16 or AMX. Everywhere else fp32. On an AVX2 CPU
-  bf16 autocast has no fast path (convolutions fall back to ``slow_conv3d``): measured 7-10 s per RFNet 24^3 step
-  against 0.34-0.43 s in fp32. An explicit ``bf16`` still works there, with one warning line.
+- precision ``auto``: bf16 autocast on CUDA with bf16 support; fp32 on every CPU. On an AVX2 CPU bf16 autocast has
+  no fast path (convolutions fall back to ``slow_conv3d``): measured 7-10 s per RFNet 24^3 step against 0.34-0.43 s
+  in fp32. On a CPU with native bf16 (AVX-512-BF16) it has one but gains nothing at the CPU profile's sizes
+  (measured, 2-core AVX-512-BF16 EPYC, 1 thread, 24^3 batch 2: DC-Seg 0.45 s/step bf16 vs 0.45 fp32, RFNet 0.57 vs
+  0.34, mmFormer 32^3 1.23 vs 0.97), and it would train the same params in another precision on another CPU kind,
+  so ``auto`` keeps fp32 there: one precision for every CPU result. An explicit ``bf16`` still works on any CPU (with
+  one warning line where it is emulated).
 - fp32 on CUDA is true fp32: TF32 is switched off, because the references' numbers were not computed with it.
 - channels_last ``auto``: ``channels_last_3d`` for fp32 on the CPU, where oneDNN's 3D convolutions measured faster in
   that layout (see the README's benchmark table), the default contiguous layout elsewhere (under CPU bf16 it
@@ -124,7 +127,7 @@ def resolve_precision(spec: str, device: torch.device, warn: bool = True) -> str
         raise ValueError(f"precision must be one of {PRECISIONS}, got {spec!r}")
     native = bf16_native(device)
     if spec == "auto":
-        return "bf16" if native else "fp32"
+        return "bf16" if native and device.type == "cuda" else "fp32"
     if spec == "bf16" and not native and warn:
         where = f"this CPU ({cpu_kind()})" if device.type == "cpu" else f"this GPU ({torch.cuda.get_device_name(device)})"
         print(f"warning: precision bf16 on {where} has no native bf16: expect each step about "

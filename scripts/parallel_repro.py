@@ -20,6 +20,8 @@ lets the running ones finish, and exits with its status.
     REPRO_JOBS=1 python scripts/parallel_repro.py  # one job: exactly `dvc repro`
     python scripts/parallel_repro.py report        # any argument: `dvc repro` with those arguments
     REPRO_PIPELINE=wmh python scripts/parallel_repro.py  # the WMH pipeline (wmh/dvc.yaml, wmh/params.yaml)
+    REPRO_ALLOW_MISSING=1 python scripts/parallel_repro.py  # every `dvc repro` with --allow-missing: continue a
+        # regeneration on a machine whose cache lacks finished runs' models (their git-tracked results stand)
 """
 
 from __future__ import annotations
@@ -109,6 +111,15 @@ def _dvc(args: list[str], env: dict, log: Path | None = None) -> int:
         return subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
 
 
+def repro_flags(env: dict) -> list[str]:
+    """The flags of every `dvc repro` call: ``--allow-missing`` when REPRO_ALLOW_MISSING is 1 (a stage whose only
+    change is outputs missing from the cache is then skipped, not rerun)."""
+    value = env.get("REPRO_ALLOW_MISSING", "").strip()
+    if value not in ("", "0", "1"):
+        raise SystemExit(f"parallel_repro: REPRO_ALLOW_MISSING={value!r}: expected 0 or 1")
+    return ["--allow-missing"] if value == "1" else []
+
+
 def pipeline(env: dict) -> tuple[str, Path]:
     """REPRO_PIPELINE: "" (the BraTS pipeline, dvc.yaml) or a folder holding another (wmh) -> (the prefix of its
     stage names for `dvc repro` from the root, its params file)."""
@@ -126,15 +137,16 @@ def main(argv: list[str]) -> int:
     if argv:  # targets or flags: a plain `dvc repro` with them
         return _dvc(["repro", *argv], env)
     prefix, params_file = pipeline(env)
+    flags = repro_flags(env)
     whole = [prefix.rstrip(":")] if prefix else []  # `dvc repro` of that pipeline only
     params = yaml.safe_load(params_file.read_text())
     runs = queue(params)
     cpus = available_cpus()
     jobs = job_count(env, cpus, len(runs), trains_on_cuda(params))
     if jobs == 1:
-        return _dvc(["repro", *whole], env)
+        return _dvc(["repro", *flags, *whole], env)
     started = time.monotonic()
-    status = _dvc(["repro", prefix + "preprocess"], env)
+    status = _dvc(["repro", *flags, prefix + "preprocess"], env)
     if status:
         return status
     log_dir = LOG_DIR / prefix.split("/")[0] if prefix else LOG_DIR  # the WMH runs' logs apart from BraTS's
@@ -156,7 +168,8 @@ def main(argv: list[str]) -> int:
         log.write_text("")
         code = 0
         for stage in (run.train_stage, run.evaluate_stage):
-            code = code or _dvc(["--wait-for-lock", "repro", "--single-item", prefix + stage], job_env, log)
+            code = code or _dvc(["--wait-for-lock", "repro", *flags, "--single-item", prefix + stage], job_env,
+                                 log)
         with printing:
             print(f"--- {name}: {'done' if code == 0 else f'FAILED (exit {code})'} in {time.monotonic() - t0:.0f} s",
                   flush=True)
@@ -171,7 +184,7 @@ def main(argv: list[str]) -> int:
         run, code = failed[0]
         print(f"parallel_repro: {run.name} failed (exit {code}); see {log_dir}/{run.name}.log", file=sys.stderr)
         return code
-    status = _dvc(["repro", *whole], env)
+    status = _dvc(["repro", *flags, *whole], env)
     print(f"parallel_repro: {'finished' if status == 0 else 'failed'} in {time.monotonic() - started:.0f} s",
           flush=True)
     return status

@@ -41,6 +41,17 @@ def test_a_bad_job_count_is_refused_naming_the_variable_and_the_value(value):
         parallel_repro.job_count({"REPRO_JOBS": value}, 2, 9, False)
 
 
+@pytest.mark.parametrize("env, expected", [({}, []), ({"REPRO_ALLOW_MISSING": "0"}, []),
+                                           ({"REPRO_ALLOW_MISSING": "1"}, ["--allow-missing"])])
+def test_allow_missing_is_passed_to_dvc_only_when_asked(env, expected):
+    assert parallel_repro.repro_flags(env) == expected
+
+
+def test_a_bad_allow_missing_value_is_refused_naming_the_variable_and_the_value():
+    with pytest.raises(SystemExit, match=r"REPRO_ALLOW_MISSING='yes'.*0 or 1"):
+        parallel_repro.repro_flags({"REPRO_ALLOW_MISSING": "yes"})
+
+
 @pytest.mark.parametrize("env, cpus, jobs, expected", [
     ({}, 2, 2, "1"), ({}, 16, 9, "1"), ({}, 16, 4, "4"), ({}, 1, 2, "1"), ({"OMP_NUM_THREADS": "2"}, 2, 2, "2"),
 ])
