@@ -32,14 +32,18 @@ def centre_window(shape, patch: int) -> tuple[slice, slice, slice]:
     return tuple(slice((n - patch) // 2, (n - patch) // 2 + patch) for n in shape)
 
 
+def centre_crop(image: np.ndarray, patch: int) -> np.ndarray:
+    """The centre ``patch``^3 window of every channel of ``image`` [M, X, Y, Z] -> [M, patch, patch, patch]."""
+    return image[(slice(None),) + centre_window(image.shape[1:], patch)]
+
+
 @torch.no_grad()
 def case_representations(model: torch.nn.Module, image: np.ndarray, patch: int,
                          device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """(anatomy [M, C, d, d, d], codes [M, D]) of one preprocessed case (image [M, X, Y, Z])."""
     if getattr(model, "modality_encoders", None) is None:
         raise ValueError("the model has no modality encoders (E_mod): nothing to take modality codes from")
-    window = (slice(None),) + centre_window(image.shape[1:], patch)
-    x = torch.from_numpy(np.ascontiguousarray(image[window], np.float32))[None].to(device)
+    x = torch.from_numpy(np.ascontiguousarray(centre_crop(image, patch), np.float32))[None].to(device)
     model.eval()
     anatomy = model.encode(x)[model.config.anatomy_level][0]  # [M, C, d, d, d]
     codes = torch.cat([encoder(x[:, j:j + 1]) for j, encoder in enumerate(model.modality_encoders)])  # [M, D]
@@ -91,7 +95,7 @@ def measure_run(model, preprocessed_dir, cases: list[str], patch: int, c1: float
         a, m = case_representations(model, image, patch, device)
         anatomy.append(a)
         codes.append(m)
-        windows.append(image[(slice(None),) + centre_window(image.shape[1:], patch)][:, None])
+        windows.append(centre_crop(image, patch)[:, None])  # the window the model saw
     anatomy, codes = np.stack(anatomy), np.stack(codes)  # [N, M, C, d, d, d], [N, M, D]
     similarity = anatomy_similarity(model, anatomy.reshape((-1,) + anatomy.shape[2:]), c1, c2)
     # the reference: the same retrieval on the input windows themselves (global SSIM), i.e. how much of a case's
@@ -168,4 +172,5 @@ def draw(results: dict, modality_names: tuple[str, ...], path, seed: int) -> Non
     plt.close(fig)
 
 
-__all__ = ["centre_window", "case_representations", "anatomy_similarity", "figure_runs", "measure_run", "draw"]
+__all__ = ["centre_window", "centre_crop", "case_representations", "anatomy_similarity", "figure_runs", "measure_run",
+           "draw"]

@@ -7,7 +7,7 @@ import torch
 
 from dcseg.data.errors import DataError
 from dcseg.registry import build_model
-from dcseg.representations import (anatomy_similarity, case_representations, centre_window, figure_runs,
+from dcseg.representations import (anatomy_similarity, case_representations, centre_crop, centre_window, figure_runs,
                                    measure_run)
 from dcseg.runs import Run
 
@@ -21,6 +21,8 @@ def test_centre_window():
     assert centre_window((30, 26, 24), 24) == (slice(3, 27), slice(1, 25), slice(0, 24))
     with pytest.raises(DataError, match="smaller than the evaluation window 24; raise preprocess.min_size"):
         centre_window((30, 20, 24), 24)
+    image = np.arange(2 * 30 * 26 * 24).reshape(2, 30, 26, 24)
+    assert np.array_equal(centre_crop(image, 24), image[:, 3:27, 1:25, 0:24])
 
 
 def test_representations_are_the_l_ana_level_maps_and_the_modality_codes(one_thread):

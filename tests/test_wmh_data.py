@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dcseg.data.errors import DataError
-from dcseg.data.wmh import format_subjects, list_scans, read_scan, read_subjects, subject_disjoint_split
+from dcseg.data.wmh import (format_subjects, list_scans, read_scan, read_subjects, scan_subjects,
+                            subject_disjoint_split)
 from dcseg.data.wmh_phantom import WmhPhantomConfig, generate, lesion_labels, make_scan, make_subject, summarise
 
 ANISOTROPIC = np.diag([0.96, 0.96, 3.0, 1.0])
@@ -92,6 +93,17 @@ def test_subject_disjoint_split_and_the_subjects_file_round_trip(tmp_path):
         read_subjects(path)
 
 
+def test_scan_subjects_one_per_scan_or_from_the_datas_map_which_must_match_the_scans(tmp_path):
+    for subject in ("0", "1"):
+        _write(tmp_path, "Utrecht", subject)
+    assert scan_subjects(tmp_path) == {"Utrecht_0": "Utrecht_0", "Utrecht_1": "Utrecht_1"}  # the challenge: one each
+    (tmp_path / "subjects.csv").write_text(format_subjects({"Utrecht_0": "A", "Utrecht_1": "A"}))
+    assert scan_subjects(tmp_path) == {"Utrecht_0": "A", "Utrecht_1": "A"}
+    (tmp_path / "subjects.csv").write_text(format_subjects({"Utrecht_0": "A"}))
+    with pytest.raises(DataError, match=r"subjects.csv does not match the scans .*without a subject \['Utrecht_1'\]"):
+        scan_subjects(tmp_path)
+
+
 SMALL = WmhPhantomConfig(n_subjects=2, voxel_size=(3.0, 3.0, 4.0), lesion_load=(1.2, 1.5),
                          other_pathology_fraction=1.0)
 
@@ -105,6 +117,8 @@ def test_phantom_in_the_challenge_layout_reads_back_with_the_reader(tmp_path):
     assert set(np.unique(labels).tolist()) == {0, 1, 2}
     summary = summarise(stats)
     assert summary["scans"] == 4 and summary["subjects"] == 2 and summary["with_other_pathology"] >= 2
+    # the split keeps a subject's two time points together: the phantom says which scans are one subject's
+    assert scan_subjects(tmp_path / "wmh") == {scan: scan[:-3] for scan in scans}
     assert 0.5 < summary["wmh_ml"]["min"] <= summary["wmh_ml"]["max"] < 200
 
 

@@ -150,5 +150,21 @@ def read_subjects(path: str | Path) -> dict[str, str]:
     return subjects
 
 
+def scan_subjects(root: str | Path) -> dict[str, str]:
+    """Scan id -> subject id of the scans under ``root``: from ``<root>/subjects.csv`` where the data has one (the
+    phantom: two time points per subject), else one subject per scan (the challenge's release). The map must name
+    exactly the scans found."""
+    scans = list_scans(root)
+    path = Path(root) / SUBJECTS_FILE
+    if not path.is_file():
+        return {scan: scan for scan in scans}
+    subjects = read_subjects(path)
+    if set(subjects) != set(scans):
+        missing, extra = sorted(set(scans) - set(subjects)), sorted(set(subjects) - set(scans))
+        raise DataError(f"{path} does not match the scans under {root}: scans without a subject {missing[:3]}, "
+                        f"subjects' scans not found {extra[:3]}; expected one row per scan folder")
+    return subjects
+
+
 __all__ = ["WMH_MODALITIES", "WMH_LABELS", "read_scan", "list_scans", "scan_id", "subject_disjoint_split",
-           "format_subjects", "read_subjects"]
+           "format_subjects", "read_subjects", "scan_subjects"]

@@ -41,7 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from dcseg.data.phantom import TISSUE_CONTRAST, _rotation, load_atlas, smooth_noise
-from dcseg.data.wmh import WMH_MODALITIES, scan_id
+from dcseg.data.wmh import SUBJECTS_FILE, WMH_MODALITIES, format_subjects, scan_id
 from dcseg.io import atomic_dir, map_cases
 from dcseg.wmh_metrics import FULLY_CONNECTED
 from dcseg.validate import (dataclass_from, fail, fraction, half_open_fraction, non_negative, non_negative_int,
@@ -298,12 +298,15 @@ def _generate_subject(args) -> list[dict]:
 
 
 def generate(cfg: WmhPhantomConfig, out_dir: str | Path, workers: int = 1, progress: bool = True) -> list[dict]:
-    """Write every subject's scans into ``out_dir`` (replaced as a whole); one statistics row per scan."""
+    """Write every subject's scans into ``out_dir`` (replaced as a whole), with the scan -> subject map at its root
+    (``subjects.csv``: the split keeps a subject's two scans together); one statistics row per scan."""
     with atomic_dir(out_dir) as tmp:
         (Path(tmp) / SITE).mkdir(parents=True, exist_ok=True)
         per_subject = map_cases(_generate_subject, [(cfg, i, tmp) for i in range(cfg.n_subjects)], workers,
                                 "wmh phantom", progress)
-    return [row for rows in per_subject for row in rows]
+        rows = [row for rows in per_subject for row in rows]
+        (Path(tmp) / SUBJECTS_FILE).write_text(format_subjects({row["scan"]: row["subject"] for row in rows}))
+    return rows
 
 
 def summarise(stats: list[dict]) -> dict:
