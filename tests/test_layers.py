@@ -1,9 +1,13 @@
-"""The package's layers: every import runs down (or within a layer), and the report's statistics and tables load
-without torch."""
+"""The package's layers: every import runs down (or within a layer), the report's statistics and tables load
+without torch, and every DVC stage depends on the code its script imports."""
 
 import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+import yaml
 
 from .conftest import REPO
 
@@ -61,3 +65,71 @@ def test_the_report_statistics_and_tables_load_without_torch():
             "dcseg.report.figures, dcseg.runs\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _module_file(module: str) -> Path | None:
+    path = REPO.joinpath(*module.split("."))
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_files(script: Path) -> set[Path]:
+    """Every file of dcseg/ and baselines/ that ``script`` imports, directly or through others, counting the imports
+    inside functions too (a stage may call any of them): an over-approximation, which is the safe side for DVC."""
+    seen, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] not in ("dcseg", "baselines"):
+                    continue
+                for i in range(1, len(parts) + 1):  # a package's __init__ runs before its modules
+                    found = _module_file(".".join(parts[:i]))
+                    if found is not None:
+                        todo.append(found)
+    return seen
+
+
+def stages_of(dvc_yaml: Path):
+    for name, stage in yaml.safe_load(dvc_yaml.read_text())["stages"].items():
+        script = next(word for word in stage["cmd"].split() if word.endswith(".py"))
+        deps = [(dvc_yaml.parent / dep).resolve() for dep in stage.get("deps", []) if "$" not in dep]
+        yield name, (dvc_yaml.parent / script).resolve(), deps
+
+
+@pytest.mark.parametrize("dvc_yaml", ["dvc.yaml", "wmh/dvc.yaml"])
+def test_every_stage_depends_on_the_code_its_script_imports(dvc_yaml):
+    """A stage whose deps miss a module it runs would keep stale results when that module changes."""
+    missing = []
+    for name, script, deps in stages_of(REPO / dvc_yaml):
+        for path in sorted(imported_files(script)):
+            if not any(path == dep or dep in path.parents for dep in deps):
+                missing.append(f"{name}: {path.relative_to(REPO)}")
+    assert missing == []
+
+
+def test_imported_files_follows_imports_through_modules_and_functions(tmp_path, monkeypatch):
+    import tests.test_layers as layers
+
+    for path, text in {"dcseg/__init__.py": "", "dcseg/a.py": "from dcseg import b\n",
+                       "dcseg/b.py": "def f():\n    import dcseg.sub.c\n", "dcseg/sub/__init__.py": "",
+                       "dcseg/sub/c.py": "import numpy\n", "dcseg/unused.py": "",
+                       "stage.py": "import os\nfrom dcseg.a import x\n"}.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    monkeypatch.setattr(layers, "REPO", tmp_path)
+    found = {str(p.relative_to(tmp_path)) for p in imported_files(tmp_path / "stage.py")}
+    assert found == {"stage.py", "dcseg/__init__.py", "dcseg/a.py", "dcseg/b.py", "dcseg/sub/__init__.py",
+                     "dcseg/sub/c.py"}

@@ -501,7 +501,10 @@ def test_commit_line_ignores_the_pipelines_own_results_but_not_code(tmp_path):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
                        capture_output=True)
 
-    for path in ("dvc.lock", "metrics/rfnet.json", "reports/table1.md", "dcseg/code.py"):
+    results = ("dvc.lock", "metrics/rfnet.json", "reports/table1.md", "logs/rfnet_seed0/train_summary.json",
+               "wmh/dvc.lock", "wmh/metrics/rfnet_seed0.json", "wmh/logs/rfnet_seed0/train_summary.json",
+               "wmh/splits/wmh_phantom/split.csv")
+    for path in (*results, "dcseg/code.py", "wmh/params.yaml"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("v1\n")
     git("init", "-q")
@@ -509,10 +512,15 @@ def test_commit_line_ignores_the_pipelines_own_results_but_not_code(tmp_path):
     git("commit", "-qm", "init")
     clean = describe_commit(tmp_path)
     assert len(clean) >= 7 and "uncommitted" not in clean
-    (tmp_path / "dvc.lock").write_text("v2\n")
+    for path in results:
+        (tmp_path / path).write_text("v2\n")
     (tmp_path / "reports/table1.md").unlink()
-    (tmp_path / "metrics/rfnet.json").write_text("v2\n")
     assert describe_commit(tmp_path) == clean
+    assert describe_commit(tmp_path / "wmh") == clean  # the WMH pipeline runs in wmh/
+    (tmp_path / "wmh/params.yaml").write_text("v2\n")
+    assert describe_commit(tmp_path) == f"{clean} + uncommitted changes"
+    git("checkout", "wmh/params.yaml")
     (tmp_path / "dcseg/code.py").write_text("v2\n")
     assert describe_commit(tmp_path) == f"{clean} + uncommitted changes"
     assert describe_commit(tmp_path / "dcseg") == f"{clean} + uncommitted changes"  # run from a subfolder
+    assert describe_commit(tmp_path / "wmh") == f"{clean} + uncommitted changes"  # a change outside the folder

@@ -1,6 +1,7 @@
 """The paper's Table 3 (WMH segmentation with FLAIR and T1): our runs of the WMH pipeline (``wmh/``) beside the
 paper's numbers, with the statistics of Table 1 (``dcseg.report.statistics``: mean over seeds, across-seed SD and
-min-max, hierarchical bootstrap CI, Holm-corrected labelled differences) and the challenge's other four metrics.
+min-max, hierarchical bootstrap CI, Holm-corrected labelled differences), the challenge's other four metrics, and
+each run's validation curve with the convergence rule's verdict (``dcseg.convergence``), as Table 1 shows them.
 
 Per scan, the value is its Dice (%) averaged over the three subsets (T1, FLAIR, both), as Table 1 uses the 15-subset
 average; the statistics then average each subject's scans (the phantom has two time points per subject, which are
@@ -18,8 +19,10 @@ import pandas as pd
 from dcseg.config import require
 from dcseg.data.errors import DataError
 from dcseg.data.wmh import SUBJECTS_FILE, read_subjects
+from dcseg.report.inputs import convergence_row, load_train_summary
 from dcseg.report.layout import METHODS
 from dcseg.report.statistics import compare_groups, group_statistics
+from dcseg.report.tables import convergence_lines
 from dcseg.runs import matrix_runs
 from dcseg.tasks import WMH
 from dcseg.wmh_metrics import WMH_METRICS
@@ -70,6 +73,7 @@ def build_table3(cfg, root: str | Path = ".", paper_path: str | Path | None = No
     runs = [run for run in matrix_runs(cfg) if not run.is_ablation]
     samples, seed = int(require(cfg, "report.bootstrap_samples")), int(require(cfg, "report.seed"))
     cases = {run.name: load_cases(root / run.cases_csv, run.name) for run in runs}
+    convergence = {run.name: convergence_row(load_train_summary(root / run.train_summary, run), run) for run in runs}
     groups = {model: {run.seed: run for run in runs if run.model == model} for model in METHODS}
     subset_names = [s.name for s in WMH.subsets]
     per_case, per_subset, others = {}, {}, {}
@@ -111,6 +115,7 @@ def build_table3(cfg, root: str | Path = ".", paper_path: str | Path | None = No
                          "reason": c.reason} for c in comparisons],
         "other_metrics": {m: {k: _mean_sd([others[m][r][k] for r in others[m]]) for k in OTHER_METRICS}
                           for m in METHODS},
+        "convergence": convergence,
         "paper": load_paper_table3(paper_path or root / PAPER_TABLE3),
     }
 
@@ -165,7 +170,8 @@ def render_table3(t: dict) -> str:
               "|---|" + "---|" * len(OTHER_METRICS)]
     for m in METHODS:
         lines.append(f"| {METHODS[m]} | " + " | ".join(_pm(t["other_metrics"][m][k]) for k in OTHER_METRICS) + " |")
-    return "\n".join(lines) + "\n"
+    lines += [""] + convergence_lines(t["convergence"], regions="WMH")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def to_json(t: dict) -> str:

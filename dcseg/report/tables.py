@@ -81,17 +81,20 @@ class Provenance:
 
 # What the pipeline itself rewrites while it runs: DVC updates dvc.lock after each stage and deletes a stage's
 # outputs before running it, so these differ from HEAD during any `dvc repro` and say nothing about the code.
-PIPELINE_RESULTS = ("dvc.lock", "metrics", "reports")
+# what the stages themselves write into git-tracked paths (both pipelines), relative to the repository root
+PIPELINE_RESULTS = ("dvc.lock", "metrics", "logs", "reports",
+                    "wmh/dvc.lock", "wmh/metrics", "wmh/logs", "wmh/splits", "wmh/reports")
 
 
 def describe_commit(directory: str | Path) -> str:
-    """``git rev-parse --short HEAD``, plus "+ uncommitted changes" when tracked files other than the pipeline's
-    own results (``PIPELINE_RESULTS``) differ; "unknown" without git or outside a repository."""
+    """``git rev-parse --short HEAD``, plus "+ uncommitted changes" when tracked files anywhere in the repository
+    other than the pipelines' own results (``PIPELINE_RESULTS``) differ; "unknown" without git or outside a
+    repository."""
     try:
         run = dict(cwd=directory, capture_output=True, text=True, check=True, timeout=30)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **run).stdout.strip()
-        excluded = [f":(exclude){path}" for path in PIPELINE_RESULTS]
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
+        excluded = [f":(top,exclude){path}" for path in PIPELINE_RESULTS]
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *excluded],
                                  **run).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -240,12 +243,12 @@ def _comparison_rows(comparisons: list[Comparison], names: dict[str, str]) -> li
 COMPARISON_HEADER = ["comparison", "region", "difference", "larger seed SD", "Wilcoxon p", "Holm p", "label", "why"]
 
 
-def _convergence_lines(convergence: dict[str, dict]) -> list[str]:
+def convergence_lines(convergence: dict[str, dict], regions: str = "WT/TC/ET") -> list[str]:
     """The validation curve of every run: best and last (step, mean Dice %) and the convergence rule's verdict."""
     first = next(iter(convergence.values()))
     subsets = ", ".join(first["subsets"] or [])
     lines = ["## Convergence (validation split, during training)", "",
-             f"Validation Dice (%, unprocessed, mean over WT/TC/ET, the validation cases and the subsets {subsets}) "
+             f"Validation Dice (%, unprocessed, mean over {regions}, the validation cases and the subsets {subsets}) "
              f"scored every {first['every']} steps and after the last (dcseg/convergence.py; "
              "logs/<run>/train_summary.json, and reports/figures/training_curves.png). The evaluation uses the last "
              "weights, as the references do. Rule: a least-squares line through the validation points of the final "
@@ -325,7 +328,7 @@ def render_table1(provenance: Provenance, trainings: dict[str, dict], dice: dict
             for row in ROWS]
     lines += [markdown_table(header, rows, ["c"] * 4 + ["r"] * (len(header) - 4)), ""]
 
-    lines += _convergence_lines(convergence)
+    lines += convergence_lines(convergence)
 
     lines += ["## HD95 (mm)", "",
               "95th-percentile Hausdorff distance, mean over seeds of the mean over test cases; the lowest per row and "
@@ -396,7 +399,7 @@ def render_table2(provenance: Provenance, trainings: dict[str, dict], statistics
                                     for c in significant) + " (significant); every other change is within noise."
                          if significant else "no variant differs from full beyond noise: this run cannot say which "
                          "component matters." if comparisons else "no variant was trained."), ""]
-    lines += _convergence_lines(convergence)
+    lines += convergence_lines(convergence)
     return "\n".join(lines)
 
 
