@@ -67,7 +67,8 @@ def test_table3_layout_statistics_and_labels(tmp_path):
     trends = {name: row["trend"] for name, row in table["convergence"].items()}
     assert trends["dcseg_seed2"] == "still rising" and trends["rfnet_seed0"] == "plateaued" and len(trends) == 9
     assert table["convergence"]["dcseg_seed0"]["last"] == {"step": 1200, "dice": pytest.approx(35.0)}
-    assert "mean over WMH" in text and "Still rising at the end: dcseg_seed0, dcseg_seed1, dcseg_seed2" in text
+    assert "(%, unprocessed, WMH Dice, over" in text and "wmh/logs/<run>" in text and "training_curves" not in text
+    assert "Still rising at the end: dcseg_seed0, dcseg_seed1, dcseg_seed2" in text
 
 
 def test_six_test_subjects_cannot_give_a_significant_label(tmp_path):

@@ -170,7 +170,7 @@ def render_table3(t: dict) -> str:
               "|---|" + "---|" * len(OTHER_METRICS)]
     for m in METHODS:
         lines.append(f"| {METHODS[m]} | " + " | ".join(_pm(t["other_metrics"][m][k]) for k in OTHER_METRICS) + " |")
-    lines += [""] + convergence_lines(t["convergence"], regions="WMH")
+    lines += [""] + convergence_lines(t["convergence"], regions=(REGION,), logs="wmh/logs", figure=None)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -243,14 +243,18 @@ def _comparison_rows(comparisons: list[Comparison], names: dict[str, str]) -> li
 COMPARISON_HEADER = ["comparison", "region", "difference", "larger seed SD", "Wilcoxon p", "Holm p", "label", "why"]
 
 
-def convergence_lines(convergence: dict[str, dict], regions: str = "WT/TC/ET") -> list[str]:
-    """The validation curve of every run: best and last (step, mean Dice %) and the convergence rule's verdict."""
+def convergence_lines(convergence: dict[str, dict], regions: tuple[str, ...] = REGIONS,
+                      logs: str = "logs", figure: str | None = "reports/figures/training_curves.png") -> list[str]:
+    """The validation curve of every run: best and last (step, mean Dice %) and the convergence rule's verdict;
+    ``logs``: where the runs' summaries are, ``figure``: the figure that draws the curves (None: no figure)."""
     first = next(iter(convergence.values()))
     subsets = ", ".join(first["subsets"] or [])
+    dice = f"mean over {'/'.join(regions)}" if len(regions) > 1 else f"{regions[0]} Dice"
+    where = f"{logs}/<run>/train_summary.json" + (f", and {figure}" if figure else "")
     lines = ["## Convergence (validation split, during training)", "",
-             f"Validation Dice (%, unprocessed, mean over {regions}, the validation cases and the subsets {subsets}) "
+             f"Validation Dice (%, unprocessed, {dice}, over the validation cases and the subsets {subsets}) "
              f"scored every {first['every']} steps and after the last (dcseg/convergence.py; "
-             "logs/<run>/train_summary.json, and reports/figures/training_curves.png). The evaluation uses the last "
+             f"{where}). The evaluation uses the last "
              "weights, as the references do. Rule: a least-squares line through the validation points of the final "
              f"{TAIL:.0%} of training; **still rising** when it gains more than {RISE:g} Dice over that span, "
              "**plateaued** otherwise, **undetermined** with fewer than three points there.", ""]
