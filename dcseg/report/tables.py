@@ -79,9 +79,9 @@ class Provenance:
     evaluation_hardware: str = "not recorded"  # what each evaluation resolved `auto` to (metrics/<run>.json)
 
 
-# What the pipeline itself rewrites while it runs: DVC updates dvc.lock after each stage and deletes a stage's
-# outputs before running it, so these differ from HEAD during any `dvc repro` and say nothing about the code.
-# what the stages themselves write into git-tracked paths (both pipelines), relative to the repository root
+# What the two pipelines themselves rewrite in git-tracked paths (relative to the repository root) while they run:
+# DVC updates a dvc.lock after each stage and deletes a stage's outputs before running it, so these differ from HEAD
+# during any `dvc repro` (of either pipeline) and say nothing about the code.
 PIPELINE_RESULTS = ("dvc.lock", "metrics", "logs", "reports",
                     "wmh/dvc.lock", "wmh/metrics", "wmh/logs", "wmh/splits", "wmh/reports")
 
