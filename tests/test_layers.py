@@ -43,20 +43,24 @@ def modules():
         yield ".".join(parts), path
 
 
+def imports(path: Path):
+    """(line, module, names) of every absolute import in ``path``, those inside functions included: ``import a.b``
+    gives ("a.b", ()), ``from a import b, c`` gives ("a", ("b", "c"))."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module, tuple(a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, ()
+
+
 def test_every_import_runs_down_the_layers():
     upward = []
     for name, path in modules():
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                continue
-            for target in targets:
-                if target.split(".")[0] in ("dcseg", "baselines") and layer_of(target) > layer_of(name):
-                    upward.append(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} "
-                                  f"({LAYERS[layer_of(target)][0]}), line {node.lineno}")
+        for lineno, target, _ in imports(path):
+            if target.split(".")[0] in ("dcseg", "baselines") and layer_of(target) > layer_of(name):
+                upward.append(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} "
+                              f"({LAYERS[layer_of(target)][0]}), line {lineno}")
     assert upward == []
 
 
@@ -84,14 +88,8 @@ def imported_files(script: Path) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            for name in names:
+        for _, module, names in imports(path):
+            for name in (module, *(f"{module}.{n}" for n in names)):
                 parts = name.split(".")
                 if parts[0] not in ("dcseg", "baselines"):
                     continue
