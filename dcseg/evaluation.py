@@ -30,7 +30,7 @@ from dcseg.data.manifest import read_manifest
 from dcseg.data.preprocess import load_case
 from dcseg.hardware import DEVICES, PRECISIONS, Hardware, memory_format, resolve
 from dcseg.inference import WEIGHTINGS, InferenceSettings, check_patch, predict_labels
-from dcseg.metrics import (CASE_COLUMNS, REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels,
+from dcseg.metrics import (CASE_COLUMNS, REGIONS, dice, hd95, image_diagonal_mm, mm3_to_voxels,
                            remove_small_et)
 from dcseg.subsets import SUBSETS, Subset
 from dcseg.tasks import BRATS, Task, task_of
@@ -108,11 +108,11 @@ def case_geometry(manifest: pd.DataFrame, case: str) -> tuple[tuple[float, ...],
 def score_case(case: str, predictions: np.ndarray, label: np.ndarray, spacing, empty_distance: float,
                et_min_voxels: float, subsets: tuple[Subset, ...] = SUBSETS) -> list[dict]:
     """Rows (``CASE_COLUMNS``) for one case: ``predictions [S, X, Y, Z]`` label maps, one per subset."""
-    truth = brats_regions(label)
+    truth = BRATS.region_masks(label)
     rows = []
     for subset, prediction in zip(subsets, predictions, strict=True):
-        raw = brats_regions(prediction)
-        post = brats_regions(remove_small_et(prediction, et_min_voxels))
+        raw = BRATS.region_masks(prediction)
+        post = BRATS.region_masks(remove_small_et(prediction, et_min_voxels))
         for region in REGIONS:
             rows.append({
                 "case": case, "subset": subset.name, "region": region,

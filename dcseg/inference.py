@@ -29,6 +29,7 @@ from torch import nn
 
 from dcseg.hardware import RESOLVED_PRECISIONS, autocast, memory_format
 from dcseg.subsets import SUBSET_MASKS
+from dcseg.models.blocks import input_size_problem
 
 WEIGHTINGS = ("uniform", "gaussian")
 MODES = ("shared", "independent")
@@ -87,11 +88,12 @@ def window_weights(patch: int, weighting: str) -> torch.Tensor:
 
 
 def check_patch(model: nn.Module, patch: int) -> None:
-    """Refuse a window the model cannot take: sizes must be divisible by ``model.divisor``, and mmFormer's token
+    """Refuse a window the model cannot take (``input_size_problem`` of ``model.divisor``); mmFormer's token
     grid fixes the input size (``model.token_grid``)."""
     divisor = getattr(model, "divisor", 1)
-    if patch % divisor:
-        raise ValueError(f"patch {patch} is not divisible by {divisor}, which {type(model).__name__} requires")
+    problem = input_size_problem((patch,) * 3, divisor)
+    if problem:
+        raise ValueError(f"patch {patch} does not suit {type(model).__name__}: {problem}")
     grid = getattr(model, "token_grid", None)
     if grid is not None and tuple(g * divisor for g in grid) != (patch,) * 3:
         raise ValueError(f"{type(model).__name__} was built for {tuple(g * divisor for g in grid)} inputs "

@@ -28,12 +28,6 @@ METRICS = ("dice", "dice_post", "hd95")
 CASE_COLUMNS = ("case", "subset", "region") + METRICS
 
 
-def brats_regions(label: np.ndarray) -> dict[str, np.ndarray]:
-    """Boolean masks of the BraTS regions of a label map, in ``REGIONS`` order."""
-    label = np.asarray(label)
-    return {region: np.isin(label, REGION_LABELS[region]) for region in REGIONS}
-
-
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     """Dice of two boolean masks with the BraTS convention for empty masks (both empty: 1, one empty: 0)."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
@@ -94,4 +88,4 @@ def remove_small_et(label: np.ndarray, min_voxels: float) -> np.ndarray:
     return label.copy()
 
 
-__all__ = ["REGIONS", "brats_regions", "dice", "hd95", "image_diagonal_mm", "mm3_to_voxels", "remove_small_et"]
+__all__ = ["REGIONS", "dice", "hd95", "image_diagonal_mm", "mm3_to_voxels", "remove_small_et"]

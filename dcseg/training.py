@@ -42,6 +42,7 @@ from dcseg.data.splits import read_split
 from dcseg.distributed import current_context, gather_floats, mean_over_ranks
 from dcseg.hardware import DEVICES, PRECISIONS, autocast, memory_format, resolve
 from dcseg.losses import LossTerms, total_loss
+from dcseg.models.blocks import input_size_problem
 from dcseg.models import MODEL_NAMES
 from dcseg.registry import WIDTHS, build_model, model_divisor, model_option_names
 from dcseg.subsets import subset_by_name
@@ -200,9 +201,10 @@ def train_settings(cfg, model: str, overrides: dict | None = None, terms: dict |
     settings = TrainSettings(model=model, variant=variant, overrides=dict(overrides or {}), terms=terms,
                              seed_index=seed_index, eval_patch=eval_patch, **kw)
     check_network_options(model, settings.network, sources.get("network", ""))
-    divisor = model_divisor(model)
-    if settings.crop % divisor:
-        raise ConfigError(f"{sources['crop']} is {settings.crop}; {model} needs a crop divisible by {divisor}")
+    for key, size in ((sources["crop"], settings.crop), (patch_key, eval_patch)):
+        problem = size and input_size_problem((size,) * 3, model_divisor(model))
+        if problem:
+            raise ConfigError(f"{key} is {size}; {model}: {problem}")
     return settings
 
 

@@ -188,6 +188,8 @@ def test_refuses_a_training_model_and_a_patch_the_model_cannot_take():
         predict_probabilities(model, torch.randn(4, 12, 12, 12), InferenceSettings(patch=12))
     mmformer, patch = tiny_model("mmformer")
     with pytest.raises(ValueError, match="patch must match"):
+        predict_probabilities(mmformer, torch.randn(4, 48, 48, 48), InferenceSettings(patch=48))
+    with pytest.raises(ValueError, match="one voxel at the deepest level"):  # 16 / 16: a 1^3 bottleneck
         predict_probabilities(mmformer, torch.randn(4, 16, 16, 16), InferenceSettings(patch=16))
     model.train()
     with pytest.raises(ValueError, match="eval"):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from medpy.metric.binary import hd95 as medpy_hd95
 
-from dcseg.metrics import (REGIONS, brats_regions, dice, hd95, image_diagonal_mm, mm3_to_voxels,
+from dcseg.tasks import BRATS
+from dcseg.metrics import (REGIONS, dice, hd95, image_diagonal_mm, mm3_to_voxels,
                            remove_small_et)
 
 BRATS_DIAGONAL = 373.12866  # sqrt(240^2 + 240^2 + 155^2), nnU-Net v1's BraTS 2020 value
@@ -18,7 +19,7 @@ def _cube(shape, lo, size):
 
 def test_regions_are_brats_nested_sets():
     label = np.array([0, 1, 2, 3])
-    regions = brats_regions(label)
+    regions = BRATS.region_masks(label)
     assert tuple(regions) == REGIONS == ("WT", "TC", "ET")
     assert regions["WT"].tolist() == [False, True, True, True]
     assert regions["TC"].tolist() == [False, True, False, True]
@@ -104,7 +105,7 @@ def test_remove_small_et_relabels_a_small_et_to_ncr():
     assert (removed == 1).sum() == 4 and removed[2, 2, 2] == 1 and removed[7, 7, 8] == 1
     assert (label == 3).sum() == 4  # input untouched
     assert removed.dtype == label.dtype
-    before, after = brats_regions(label), brats_regions(removed)
+    before, after = BRATS.region_masks(label), BRATS.region_masks(removed)
     for region in ("WT", "TC"):  # relabelling ET as NCR keeps WT and TC: it only deletes ET
         assert np.array_equal(before[region], after[region])
     assert remove_small_et(label, 62.5).sum() == removed.sum()  # fractional thresholds (mm^3 / voxel volume)

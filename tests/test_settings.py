@@ -7,6 +7,7 @@ import pytest
 
 from dcseg.config import ConfigError
 from dcseg.evaluation import evaluation_settings as eval_settings
+from dcseg.models.blocks import input_size_problem
 from dcseg.runs import Run, command_line_keys, load_run_params
 from dcseg.training import layered_settings, train_settings
 
@@ -67,6 +68,9 @@ BAD = [  # (override, the full key the message names, what it must say is allowe
     ("train.augment.intensity_scale=5", "profiles.cpu.train.augment.intensity_scale", "[0, 1)"),
     ("models.rfnet.crop=0", "profiles.cpu.models.rfnet.crop", ">= 1"),
     ("models.rfnet.crop=25", "profiles.cpu.models.rfnet.crop", "divisible by 8"),
+    ("models.rfnet.crop=8", "profiles.cpu.models.rfnet.crop", "one voxel at the deepest level"),
+    ("models.rfnet.eval_patch=12", "profiles.cpu.models.rfnet.eval_patch", "divisible by 8"),
+    ("models.rfnet.eval_patch=8", "profiles.cpu.models.rfnet.eval_patch", "one voxel at the deepest level"),
     ("models.rfnet.width=huge", "profiles.cpu.models.rfnet.width", "cpu"),
 ]
 
@@ -123,3 +127,13 @@ def test_unknown_keys_of_a_model_entry_and_reserved_names_are_refused():
         cfg = load_params(extra_keys={"profiles": {"cpu": {"train": {reserved: 1}}}})
         with pytest.raises(ConfigError, match=f"profiles.cpu.train.{reserved}"):
             train_settings(cfg, "dcseg")
+
+
+def test_a_crop_that_leaves_one_voxel_at_the_deepest_level_is_refused_before_training():
+    # mmFormer downsamples by 16: at 16^3 its bottleneck is 1^3, which instance norm maps to zeros (it trained so
+    # and failed at the first one-window validation); 32^3 (2^3) and a non-cubic 16 x 16 x 32 tile are fine
+    with pytest.raises(ConfigError, match=r"profiles\.cpu\.models\.mmformer\.crop is 16; mmformer: .*one voxel"):
+        _settings(Run("mmformer"), "models.mmformer.crop=16", "models.mmformer.eval_patch=16")
+    assert _settings(Run("mmformer"), "models.mmformer.crop=32").crop == 32
+    assert input_size_problem((16, 16, 32), 16) is None
+    assert "divisible by 16" in input_size_problem((16, 16, 24), 16)

@@ -296,7 +296,8 @@ def test_validation_dice_is_the_evaluations_dice_on_the_validation_cases(tiny_da
     from dcseg.convergence import ValidationConfig, score_validation
     from dcseg.data.preprocess import load_case
     from dcseg.inference import InferenceSettings, predict_labels
-    from dcseg.metrics import brats_regions, dice
+    from dcseg.metrics import dice
+    from dcseg.tasks import BRATS
     from dcseg.subsets import subset_by_name
 
     settings = tiny_settings("rfnet", steps=2, validation=ValidationConfig(every=2, subsets=("t2",)))
@@ -306,7 +307,7 @@ def test_validation_dice_is_the_evaluations_dice_on_the_validation_cases(tiny_da
     case = (tiny_data / "split" / "val.txt").read_text().split()[0]
     image, label = load_case(tiny_data, case)
     prediction = predict_labels(model, np.array(image), inference, [subset_by_name("t2").mask])[0].numpy()
-    truth, predicted = brats_regions(np.asarray(label)), brats_regions(prediction)
+    truth, predicted = BRATS.region_masks(np.asarray(label)), BRATS.region_masks(prediction)
     expected = {r: dice(predicted[r], truth[r]) for r in ("WT", "TC", "ET")}
     assert summary["validation"]["last"]["WT"] == pytest.approx(expected["WT"], abs=1e-6)
     assert summary["validation"]["last"]["ET"] == pytest.approx(expected["ET"], abs=1e-6)

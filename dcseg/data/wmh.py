@@ -158,9 +158,9 @@ def scan_subjects(root: str | Path) -> dict[str, str]:
     path = Path(root) / SUBJECTS_FILE
     if not path.is_file():
         return {scan: scan for scan in scans}
-    subjects = read_subjects(path)
-    if set(subjects) != set(scans):
-        missing, extra = sorted(set(scans) - set(subjects)), sorted(set(subjects) - set(scans))
+    subjects, found = read_subjects(path), set(scans)
+    if set(subjects) != found:
+        missing, extra = sorted(found - set(subjects)), sorted(set(subjects) - found)
         raise DataError(f"{path} does not match the scans under {root}: scans without a subject {missing[:3]}, "
                         f"subjects' scans not found {extra[:3]}; expected one row per scan folder")
     return subjects

@@ -10,9 +10,10 @@ from matplotlib.patches import Patch
 
 from dcseg.data.brats import MODALITIES
 from dcseg.figures import LABEL_COLOURS, LABEL_NAMES, axial, core_slice, show_gray, show_labels_on
-from dcseg.metrics import REGIONS, brats_regions, dice
+from dcseg.metrics import REGIONS, dice
 from dcseg.report.layout import PAPER_MODALITY_ORDER
 from dcseg.subsets import MODALITY_LABELS, SUBSETS, Subset
+from dcseg.tasks import BRATS
 
 REGION_TITLES = {"WT": "Complete (WT)", "TC": "Core (TC)", "ET": "Enhancing (ET)"}
 
@@ -77,7 +78,7 @@ def plot_training_curves(main: dict[str, dict[int, tuple]], ablation: dict[str, 
 
 def _case_dice(prediction: np.ndarray, label: np.ndarray) -> str:
     """Raw Dice (%) of one prediction over the whole volume, per region, for a panel title."""
-    predicted, truth = brats_regions(prediction), brats_regions(label)
+    predicted, truth = BRATS.region_masks(prediction), BRATS.region_masks(label)
     return " ".join(f"{r} {100 * dice(predicted[r], truth[r]):.0f}" for r in REGIONS)
 
 
