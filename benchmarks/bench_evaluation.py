@@ -36,7 +36,7 @@ from dcseg.inference import InferenceSettings, predict_labels, window_starts  # 
 from dcseg.metrics import image_diagonal_mm, mm3_to_voxels  # noqa: E402
 from dcseg.models import MODEL_NAMES  # noqa: E402
 from dcseg.registry import build_model  # noqa: E402
-from dcseg.subsets import SUBSET_MASKS  # noqa: E402
+from dcseg.tasks import BRATS  # noqa: E402
 from dcseg.runs import PREPROCESSED  # noqa: E402
 
 ET_MIN_VOLUME_MM3 = 500
@@ -74,7 +74,7 @@ def cost_split(model, patch: int, channels_last: bool, repeats: int) -> tuple[fl
     """Seconds of (encode, decode of one subset, batched decode of 15 subsets) on one window, fp32."""
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     window = torch.randn(1, 4, patch, patch, patch).contiguous(memory_format=memory_format)
-    masks = torch.tensor(SUBSET_MASKS)
+    masks = torch.tensor(BRATS.masks)
     with torch.inference_mode():
         features = model.encode(window)
         encode = median_seconds(lambda: model.encode(window), repeats)
@@ -87,7 +87,7 @@ def cost_split(model, patch: int, channels_last: bool, repeats: int) -> tuple[fl
 def timed_case(model, image, label, spacing, diagonal, settings) -> tuple[float, float]:
     """(prediction seconds, scoring seconds) of one case, all 15 subsets."""
     start = time.perf_counter()
-    predictions = predict_labels(model, image, settings).numpy()
+    predictions = predict_labels(model, image, settings, BRATS.masks).numpy()
     predicted = time.perf_counter()
     score_case("bench", predictions, label, spacing, diagonal, mm3_to_voxels(ET_MIN_VOLUME_MM3, spacing))
     return predicted - start, time.perf_counter() - predicted

@@ -55,6 +55,7 @@ def child(spec: dict, limit_bytes: int) -> dict:
     from dcseg.models import count_parameters
     from dcseg.registry import build_model
     from dcseg.inference import InferenceSettings, predict_probabilities
+    from dcseg.tasks import BRATS
 
     torch.manual_seed(0)
     options = dict(spec["network"])
@@ -82,7 +83,7 @@ def child(spec: dict, limit_bytes: int) -> dict:
     settings = InferenceSettings(patch=spec["window"], subset_batch=spec["subset_batch"])
     start = time.perf_counter()
     with torch.no_grad():
-        predict_probabilities(model, image, settings)
+        predict_probabilities(model, image, settings, BRATS.masks)
     window_s = time.perf_counter() - start
     return {"parameters": count_parameters(model), "train_s": train_s, "window_s": window_s,
             "base_rss": base_rss, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

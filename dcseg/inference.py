@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from dcseg.hardware import RESOLVED_PRECISIONS, autocast, memory_format
-from dcseg.subsets import SUBSET_MASKS
 from dcseg.models.blocks import input_size_problem
 
 WEIGHTINGS = ("uniform", "gaussian")
@@ -113,9 +112,10 @@ def _pad_to_patch(image: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 def predict_probabilities(model: nn.Module, image, settings: InferenceSettings,
-                          masks=SUBSET_MASKS, device: str | torch.device | None = None) -> torch.Tensor:
+                          masks, device: str | torch.device | None = None) -> torch.Tensor:
     """Class probabilities ``[len(masks), K, X, Y, Z]`` (float32, on ``device``) of ``image [M, X, Y, Z]`` for
-    each modality mask (default: the 15 subsets, in ``SUBSETS`` order). ``model`` must be in eval mode."""
+    each modality mask (a task's: ``dcseg.tasks.Task.masks``, in its table order). ``model`` must be in eval
+    mode."""
     if model.training:
         raise ValueError("model is in training mode (it would return training outputs); call model.eval() first")
     if device is None:  # where the model is (a parameter-free model runs on the CPU)
@@ -177,7 +177,7 @@ def _window_logits(model: nn.Module, window: torch.Tensor, masks: torch.Tensor, 
         yield first, logits
 
 
-def predict_labels(model: nn.Module, image, settings: InferenceSettings, masks=SUBSET_MASKS,
+def predict_labels(model: nn.Module, image, settings: InferenceSettings, masks,
                    device: str | torch.device | None = None) -> torch.Tensor:
     """Label maps ``[len(masks), X, Y, Z]`` (uint8, on CPU): the argmax of ``predict_probabilities``."""
     probabilities = predict_probabilities(model, image, settings, masks, device)

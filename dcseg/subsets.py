@@ -62,8 +62,6 @@ SUBSETS: tuple[Subset, ...] = (
     _subset("flair", "t1", "t1ce", "t2"),
 )
 
-SUBSET_MASKS: tuple[tuple[bool, ...], ...] = tuple(s.mask for s in SUBSETS)
-
 # Paper Table 3 row order.
 WMH_SUBSETS: tuple[Subset, ...] = (
     _subset("t1", order=WMH_MODALITIES),

@@ -6,7 +6,8 @@ from torch import nn
 
 from dcseg.inference import InferenceSettings, predict_labels, predict_probabilities, window_starts, window_weights
 from dcseg.registry import build_model
-from dcseg.subsets import SUBSET_MASKS, SUBSETS
+from dcseg.subsets import SUBSETS
+from dcseg.tasks import BRATS
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -93,7 +94,7 @@ def test_constant_logits_give_that_constant(weighting):
     logits = [0.5, -1.0, 2.0, 0.0]
     model = ConstantModel(logits).eval()
     image = torch.randn(4, 20, 13, 27)  # axis 1 shorter than the patch: padded, then cropped back
-    probs = predict_probabilities(model, image, InferenceSettings(patch=16, weighting=weighting), SUBSET_MASKS[:2])
+    probs = predict_probabilities(model, image, InferenceSettings(patch=16, weighting=weighting), BRATS.masks[:2])
     expected = torch.softmax(torch.tensor(logits), 0)[None, :, None, None, None].expand(2, 4, 20, 13, 27)
     assert probs.shape == (2, 4, 20, 13, 27)
     torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
@@ -110,7 +111,7 @@ def test_gaussian_weights_peak_in_the_middle_and_stay_positive():
 def test_windows_are_put_back_in_place(weighting, patch):
     # Pointwise model: any misplaced window, wrong weighting or bad crop-back shows up as a difference.
     image = torch.randn(4, 21, 9, 30)  # axis 1 is padded for the 12^3 window
-    masks = SUBSET_MASKS[-2:]  # t1ce+t1+t2 (FLAIR masked out) and all four
+    masks = BRATS.masks[-2:]  # t1ce+t1+t2 (FLAIR masked out) and all four
     probs = predict_probabilities(PointwiseModel().eval(), image, InferenceSettings(patch, weighting=weighting), masks)
     for i, mask in enumerate(masks):
         masked = torch.where(torch.tensor(mask)[:, None, None, None], image, 0.0)
@@ -126,7 +127,7 @@ def test_padding_uses_each_channels_background():
             return super().encode(x)
 
     image = torch.randn(4, 16, 10, 16)
-    predict_probabilities(Spy().eval(), image, InferenceSettings(patch=16), SUBSET_MASKS[-1:])
+    predict_probabilities(Spy().eval(), image, InferenceSettings(patch=16), BRATS.masks[-1:])
     (window,) = seen
     assert window.shape == (1, 4, 16, 16, 16)
     background = image.amin(dim=(1, 2, 3))[:, None, None, None].expand(4, 16, 6, 16)
@@ -138,8 +139,8 @@ def test_padding_uses_each_channels_background():
 def test_shared_features_equal_independent_passes_for_all_subsets(name):
     model, patch = tiny_model(name)
     image = torch.randn(4, patch, patch, patch)
-    shared = predict_probabilities(model, image, InferenceSettings(patch=patch))
-    independent = predict_probabilities(model, image, InferenceSettings(patch=patch, mode="independent"))
+    shared = predict_probabilities(model, image, InferenceSettings(patch=patch), BRATS.masks)
+    independent = predict_probabilities(model, image, InferenceSettings(patch=patch, mode="independent"), BRATS.masks)
     assert shared.shape[:2] == (len(SUBSETS), 4)
     torch.testing.assert_close(shared, independent, atol=1e-4, rtol=0)  # batched GEMMs round differently
     top2 = independent.topk(2, dim=1).values
@@ -152,8 +153,8 @@ def test_shared_features_in_subset_chunks_over_overlapping_windows():
     model, patch = tiny_model("rfnet")
     image = torch.randn(4, 24, 16, 20)  # 2 x 1 x 2 overlapping windows
     # subset_batch 4: chunks of 4, 4, 4 and 3 subsets share one encoder pass
-    shared = predict_probabilities(model, image, InferenceSettings(patch=patch, subset_batch=4))
-    independent = predict_probabilities(model, image, InferenceSettings(patch=patch, mode="independent"))
+    shared = predict_probabilities(model, image, InferenceSettings(patch=patch, subset_batch=4), BRATS.masks)
+    independent = predict_probabilities(model, image, InferenceSettings(patch=patch, mode="independent"), BRATS.masks)
     torch.testing.assert_close(shared, independent, atol=1e-4, rtol=0)
 
 
@@ -175,8 +176,8 @@ def test_a_masked_out_channel_does_not_change_the_subset_prediction():
 def test_bf16_runs_and_stays_close():
     model, patch = tiny_model("rfnet")
     image = torch.randn(4, patch, patch, patch)
-    fp32 = predict_probabilities(model, image, InferenceSettings(patch=patch), SUBSET_MASKS[-1:])
-    bf16 = predict_probabilities(model, image, InferenceSettings(patch=patch, precision="bf16"), SUBSET_MASKS[-1:])
+    fp32 = predict_probabilities(model, image, InferenceSettings(patch=patch), BRATS.masks[-1:])
+    bf16 = predict_probabilities(model, image, InferenceSettings(patch=patch, precision="bf16"), BRATS.masks[-1:])
     assert bf16.dtype == torch.float32  # accumulation stays in float32
     torch.testing.assert_close(bf16.sum(1), torch.ones_like(bf16[:, 0]), atol=1e-5, rtol=0)
     assert (bf16 - fp32).abs().mean() < 0.05
@@ -185,12 +186,12 @@ def test_bf16_runs_and_stays_close():
 def test_refuses_a_training_model_and_a_patch_the_model_cannot_take():
     model, patch = tiny_model("rfnet")
     with pytest.raises(ValueError, match="divisible by 8"):
-        predict_probabilities(model, torch.randn(4, 12, 12, 12), InferenceSettings(patch=12))
+        predict_probabilities(model, torch.randn(4, 12, 12, 12), InferenceSettings(patch=12), BRATS.masks)
     mmformer, patch = tiny_model("mmformer")
     with pytest.raises(ValueError, match="patch must match"):
-        predict_probabilities(mmformer, torch.randn(4, 48, 48, 48), InferenceSettings(patch=48))
+        predict_probabilities(mmformer, torch.randn(4, 48, 48, 48), InferenceSettings(patch=48), BRATS.masks)
     with pytest.raises(ValueError, match="one voxel at the deepest level"):  # 16 / 16: a 1^3 bottleneck
-        predict_probabilities(mmformer, torch.randn(4, 16, 16, 16), InferenceSettings(patch=16))
+        predict_probabilities(mmformer, torch.randn(4, 16, 16, 16), InferenceSettings(patch=16), BRATS.masks)
     model.train()
     with pytest.raises(ValueError, match="eval"):
-        predict_probabilities(model, torch.randn(4, 16, 16, 16), InferenceSettings(patch=16))
+        predict_probabilities(model, torch.randn(4, 16, 16, 16), InferenceSettings(patch=16), BRATS.masks)

@@ -12,7 +12,7 @@ from dcseg.checkpoint import CheckpointError, load_model
 from dcseg.data.dataset import build_preprocessed
 from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.splits import write_split
-from dcseg.subsets import SUBSET_MASKS
+from dcseg.tasks import BRATS
 from dcseg.training import TrainSettings, poly_lr, train
 
 from .conftest import make_arrays, write_case
@@ -46,7 +46,7 @@ def test_sampler_is_a_function_of_seed_and_step(tiny_data):
     assert not np.array_equal(s1.batch(8, 2)[0], a[0])
     x, y, m = a
     assert x.shape == (2, 4, 16, 16, 16) and x.dtype == np.float32 and y.dtype == np.int64 and m.dtype == bool
-    assert all(tuple(row) in SUBSET_MASKS for row in m)
+    assert all(tuple(row) in BRATS.masks for row in m)
     # ranks split the global batch: rank 0 takes samples 0, 2, ..., rank 1 takes 1, 3, ...
     full = s1.batch(5, 4)
     r0, r1 = s1.batch(5, 4, rank=0, world_size=2), s1.batch(5, 4, rank=1, world_size=2)

@@ -11,8 +11,8 @@ from dcseg.data.sampler import AugmentConfig, TrainingSampler
 from dcseg.data.preprocess import load_case, save_case
 from dcseg.losses import dice_loss, total_loss, weighted_cross_entropy
 from dcseg.models import MODEL_NAMES, TrainOutput
-from dcseg.subsets import SUBSET_MASKS
-from dcseg.tasks import BRATS, WMH, task_named
+from dcseg.subsets import SUBSETS
+from dcseg.tasks import BRATS, TASK_FILE, WMH, task_named
 
 from .test_models import SIZE, TINY
 
@@ -23,7 +23,7 @@ def test_the_tasks_subsets_follow_the_papers_tables():
     assert [s.label for s in WMH.subsets] == ["T1", "FLAIR", "FLAIR+T1"]  # Table 3's rows
     assert WMH.masks == ((False, True), (True, False), (True, True))  # channel order FLAIR, T1
     assert WMH.num_modalities == 2 and WMH.num_classes == 2 and WMH.regions == {"WMH": (1,)} and IGNORED == 2
-    assert BRATS.masks == SUBSET_MASKS and BRATS.ignore_label is None and len(BRATS.subsets) == 15
+    assert BRATS.masks == tuple(s.mask for s in SUBSETS) and BRATS.ignore_label is None and len(BRATS.subsets) == 15
     assert task_named("wmh") is WMH
     with pytest.raises(KeyError, match="unknown task 'isles'"):
         task_named("isles")
@@ -92,6 +92,10 @@ def test_the_sampler_draws_the_tasks_masks_and_ignores_label_2_as_foreground(tmp
     assert len(sampler.foreground[0]) == 0
     masks = {tuple(sampler.sample(step, 0, 1)[2].tolist()) for step in range(30)}
     assert masks == set(WMH.masks)
+    # without masks, the sampler takes the store's task's: BraTS's 15 where the store names none, else its own
+    assert TrainingSampler(tmp_path, ["scan"], 8, AugmentConfig(), seed=0).masks == BRATS.masks
+    (tmp_path / TASK_FILE).write_text("wmh\n")
+    assert TrainingSampler(tmp_path, ["scan"], 8, AugmentConfig(), seed=0).masks == WMH.masks
 
 
 @pytest.fixture(scope="module")

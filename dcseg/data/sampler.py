@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from dcseg.data.errors import DataError
 from dcseg.data.preprocess import load_case
-from dcseg.subsets import SUBSET_MASKS
+from dcseg.tasks import task_of
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,9 @@ class TrainingSampler:
     """Draws augmented training crops from memory-mapped preprocessed cases."""
 
     def __init__(self, preprocessed_dir, case_ids, crop_size, augment: AugmentConfig, seed: int,
-                 foreground_fraction: float = 0.0, masks=SUBSET_MASKS, ignore_label: int | None = None):
-        """``masks``: the modality subsets a sample's mask is drawn from (the task's; default BraTS's 15);
+                 foreground_fraction: float = 0.0, masks=None, ignore_label: int | None = None):
+        """``masks``: the modality subsets a sample's mask is drawn from (default: those of the store's task,
+        ``dcseg.tasks.task_of``);
         ``ignore_label``: a label that is no foreground for the foreground-centred crops (WMH: 2)."""
         if not 0.0 <= foreground_fraction <= 1.0:
             raise DataError(f"foreground_fraction is {foreground_fraction}; expected a probability in [0, 1]")
@@ -58,6 +59,7 @@ class TrainingSampler:
         self.crop = tuple(int(c) for c in (crop_size if np.ndim(crop_size) else (crop_size,) * 3))
         self.augment = augment
         self.seed = int(seed)
+        masks = task_of(preprocessed_dir).masks if masks is None else masks
         self.masks = tuple(tuple(bool(v) for v in m) for m in masks)
         for cid, (image, _) in zip(self.case_ids, self.cases):
             if any(s < c for s, c in zip(image.shape[1:], self.crop)):
